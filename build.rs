@@ -1,0 +1,28 @@
+//! Compiles proto/ with protox (no system protoc) and writes a descriptor set for reflection.
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/leadrouter/v1/common.proto",
+        "proto/leadrouter/v1/leads.proto",
+        "proto/leadrouter/v1/routing.proto",
+        "proto/leadrouter/v1/reps.proto",
+        "proto/leadrouter/v1/models.proto",
+    ];
+    // tonic-prost-build 0.14 prints no rerun-if-changed lines, so say them ourselves.
+    println!("cargo:rerun-if-changed=build.rs");
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("leadrouter_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

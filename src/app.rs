@@ -1,0 +1,197 @@
+//! Application wiring: build from settings (store, reps, model, socket), then serve until told
+//! to stop, draining in-flight requests for a bounded time.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::config::Settings;
+use crate::domain::rep::Rep;
+use crate::engine::{Clock, Engine, EngineParts};
+use crate::grpc;
+
+pub struct App {
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    settings: Settings,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepFile {
+    #[serde(default, rename = "rep")]
+    reps: Vec<Rep>,
+}
+
+/// Reads a reps file (`[[rep]]` tables) and validates every entry.
+pub fn read_reps(path: &Path) -> anyhow::Result<Vec<Rep>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read reps file {}", path.display()))?;
+    let file: RepFile =
+        toml::from_str(&text).with_context(|| format!("bad reps file {}", path.display()))?;
+    file.reps
+        .into_iter()
+        .map(|r| {
+            r.validate()
+                .with_context(|| format!("bad rep in {}", path.display()))
+        })
+        .collect()
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        App::build_with_clock(settings, Engine::system_clock()).await
+    }
+
+    /// Opens the store, seeds reps, loads the model and binds the socket.
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<App> {
+        let store = crate::store::open(&settings.store.url)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let model_path =
+            Some(PathBuf::from(&settings.model.path)).filter(|p| !p.as_os_str().is_empty());
+        let engine = Arc::new(Engine::new(EngineParts {
+            segments: settings.segments.clone(),
+            routing: settings.routing.clone(),
+            store,
+            cold_start_base_rate: settings.model.cold_start_base_rate,
+            clock,
+            model_path: model_path.clone(),
+        }));
+        if !settings.reps.file.is_empty() {
+            let reps = read_reps(Path::new(&settings.reps.file))?;
+            let n = reps.len();
+            for rep in reps {
+                engine.upsert_rep(rep).await?;
+            }
+            tracing::info!(reps = n, file = %settings.reps.file, "reps seeded");
+        }
+        match &model_path {
+            Some(p) => {
+                engine
+                    .load_model(p)
+                    .with_context(|| format!("loading model {}", p.display()))?;
+            }
+            None => tracing::warn!(
+                "no model configured: scoring every lead with the cold-start base rate"
+            ),
+        }
+        let listener = TcpListener::bind(&settings.server.addr)
+            .await
+            .with_context(|| format!("cannot bind {}", settings.server.addr))?;
+        Ok(App {
+            listener,
+            engine,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, reports NOT_SERVING and gives
+    /// in-flight requests `server.shutdown_grace_ms` to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in grpc::SERVICE_NAMES.into_iter().chain([""]) {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let s = &self.settings.server;
+        let routes = grpc::routes(
+            self.engine.clone(),
+            s.max_message_bytes,
+            s.stream_concurrency,
+        )
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha);
+        let grace = Duration::from_millis(s.shutdown_grace_ms);
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let (health, stopping) = (health.clone(), stopping.clone());
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining in-flight requests");
+                for name in grpc::SERVICE_NAMES.into_iter().chain([""]) {
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                stopping.notify_one();
+            }
+        };
+        let addr = self.local_addr();
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        // The model is loaded and the store answers: only now do we report SERVING.
+        for name in grpc::SERVICE_NAMES.into_iter().chain([""]) {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        tracing::info!(%addr, model = ?self.engine.model().map(|m| m.model.version().to_string()), "leadrouter serving");
+        tokio::pin!(server);
+        tokio::select! {
+            r = &mut server => r.context("server failed"),
+            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_ms = s.shutdown_grace_ms, "drain timed out; dropping remaining requests");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,124 @@
+//! Layered settings: compiled-in defaults, then an optional file, then LEADROUTER__* env vars.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::routing::RoutingPolicy;
+use crate::domain::segment::SegmentRules;
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub model: ModelSettings,
+    pub store: StoreSettings,
+    pub reps: RepSettings,
+    pub routing: RoutingPolicy,
+    pub segments: SegmentRules,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// host:port; port 0 picks a free one (tests).
+    pub addr: String,
+    pub max_message_bytes: usize,
+    pub shutdown_grace_ms: u64,
+    pub stream_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: String,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSettings {
+    /// Artifact loaded at start and by an empty ReloadModel; empty string for none (cold start).
+    pub path: String,
+    pub cold_start_base_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepSettings {
+    pub file: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or $LEADROUTER_CONFIG), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        let env_file = std::env::var_os("LEADROUTER_CONFIG").map(PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(env_file);
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(f) = &file {
+            if !f.exists() {
+                return Err(format!("config file {} does not exist", f.display()));
+            }
+            builder = builder
+                .add_source(config::File::from(f.as_path()).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("LEADROUTER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let s: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.segments.validate()?;
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            return Err(format!(
+                "log.format must be \"pretty\" or \"json\", not {:?}",
+                self.log.format
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.model.cold_start_base_rate) {
+            return Err("model.cold_start_base_rate must be within [0, 1]".into());
+        }
+        if self.server.stream_concurrency == 0 {
+            return Err("server.stream_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_a_file_overrides_them() {
+        let s = Settings::load(None).unwrap();
+        assert_eq!(s.server.addr, "127.0.0.1:50051");
+        assert_eq!(s.segments.rules.len(), 4);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[server]\naddr = \"0.0.0.0:1\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f)).unwrap();
+        assert_eq!(s.server.addr, "0.0.0.0:1");
+        assert_eq!(s.log.format, "json");
+        assert_eq!(s.server.max_message_bytes, 1 << 20);
+        std::fs::write(&f, "[log]\nformat = \"xml\"\n").unwrap();
+        assert!(Settings::load(Some(&f)).unwrap_err().contains("log.format"));
+        assert!(Settings::load(Some(&dir.path().join("nope.toml"))).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! The model artifact (format, integrity, metrics) and scoring with explanations.
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::features::{FittedSpec, Record};
+use crate::error::Error;
+
+/// The artifact format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// How many positive and negative contributions a score reports.
+pub const TOP_FACTORS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub auc: f64,
+    pub log_loss: f64,
+    pub brier: f64,
+    pub n: u64,
+    pub base_rate: f64,
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// How the artifact was trained, enough to reproduce the split and the fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingInfo {
+    /// File name of the training data (not the full path, so the artifact is path-independent).
+    pub source: String,
+    pub label: String,
+    pub positive: String,
+    pub seed: u64,
+    pub holdout_fraction: f64,
+    /// Inverse L2 strength: the objective is C * sum(log loss) + |w|^2 / 2.
+    pub c: f64,
+    pub rows_train: u64,
+    pub rows_holdout: u64,
+    pub excluded: Vec<String>,
+}
+
+/// Everything a model file holds. `model_version` is a hash of all the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub format_version: u32,
+    pub model_version: String,
+    /// Set only when asked for (`--created-at` or SOURCE_DATE_EPOCH): a clock reading would
+    /// break byte-identical retraining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// sha256 of the training file's bytes.
+    pub data_fingerprint: String,
+    pub training: TrainingInfo,
+    pub spec: FittedSpec,
+    /// One weight per column of `spec`, in column order.
+    pub weights: Vec<f64>,
+    pub intercept: f64,
+    /// Minimum probability for grades A, B and C (descending); below the last is D.
+    pub grade_thresholds: [f64; 3],
+    pub holdout: Metrics,
+}
+
+impl Artifact {
+    /// The content hash: sha256 over the JSON of the artifact with an empty version, 16 hex chars.
+    pub fn content_hash(&self) -> String {
+        let mut copy = self.clone();
+        copy.model_version = String::new();
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Sets `model_version` from the content and renders the canonical file bytes.
+    pub fn seal(mut self) -> (Artifact, Vec<u8>) {
+        self.model_version = self.content_hash();
+        let mut bytes = serde_json::to_vec_pretty(&self).unwrap_or_default();
+        bytes.push(b'\n');
+        (self, bytes)
+    }
+
+    /// Parses and checks an artifact; every refusal says why.
+    pub fn from_json(bytes: &[u8]) -> Result<Artifact, Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            format_version: Option<u32>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes)
+            .map_err(|e| Error::ModelRejected(format!("not a JSON model artifact: {e}")))?;
+        match probe.format_version {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(Error::ModelRejected(format!(
+                    "format_version {v} is not supported (this build reads {FORMAT_VERSION})"
+                )));
+            }
+            None => return Err(Error::ModelRejected("format_version is missing".into())),
+        }
+        let a: Artifact = serde_json::from_slice(bytes)
+            .map_err(|e| Error::ModelRejected(format!("malformed artifact: {e}")))?;
+        a.validate()?;
+        Ok(a)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let reject = |m: String| Err(Error::ModelRejected(m));
+        if self.weights.len() != self.spec.n_columns() {
+            return reject(format!(
+                "{} weights for a feature spec of {} columns",
+                self.weights.len(),
+                self.spec.n_columns()
+            ));
+        }
+        if !self.intercept.is_finite() || self.weights.iter().any(|w| !w.is_finite()) {
+            return reject("weights must be finite".into());
+        }
+        let [a, b, c] = self.grade_thresholds;
+        if !((0.0..=1.0).contains(&c) && c <= b && b <= a && a <= 1.0) {
+            return reject(format!(
+                "grade thresholds {:?} must descend within [0, 1]",
+                self.grade_thresholds
+            ));
+        }
+        let hash = self.content_hash();
+        if hash != self.model_version {
+            return reject(format!(
+                "model_version {:?} does not match the content hash {hash:?}: the file was edited or corrupted",
+                self.model_version
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grade {
+    A,
+    B,
+    C,
+    D,
+}
+
+impl Grade {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grade::A => "A",
+            Grade::B => "B",
+            Grade::C => "C",
+            Grade::D => "D",
+        }
+    }
+}
+
+/// The result of scoring one lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub probability: f64,
+    pub score: u32,
+    pub grade: Grade,
+    /// Largest positive contributions, biggest first, by source attribute.
+    pub top_positive: Vec<(String, f64)>,
+    /// Largest negative contributions, most negative first.
+    pub top_negative: Vec<(String, f64)>,
+    pub model_version: String,
+    pub cold_start: bool,
+}
+
+/// A loaded, validated model ready to score.
+#[derive(Debug)]
+pub struct Model {
+    artifact: Artifact,
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl Model {
+    pub fn new(artifact: Artifact) -> Model {
+        Model { artifact }
+    }
+
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
+    }
+
+    pub fn version(&self) -> &str {
+        &self.artifact.model_version
+    }
+
+    pub fn n_columns(&self) -> usize {
+        self.artifact.weights.len()
+    }
+
+    /// Probability of the dense row `x`.
+    pub fn predict_row(&self, x: &[f64]) -> f64 {
+        let z = self.artifact.intercept
+            + x.iter()
+                .zip(&self.artifact.weights)
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
+        sigmoid(z)
+    }
+
+    pub fn grade(&self, p: f64) -> Grade {
+        let [a, b, c] = self.artifact.grade_thresholds;
+        if p >= a {
+            Grade::A
+        } else if p >= b {
+            Grade::B
+        } else if p >= c {
+            Grade::C
+        } else {
+            Grade::D
+        }
+    }
+
+    /// Scores and explains one record, using `buf` as the dense row.
+    pub fn score_with<R: Record + ?Sized>(
+        &self,
+        record: &R,
+        buf: &mut Vec<f64>,
+    ) -> Result<Score, Error> {
+        let spec = &self.artifact.spec;
+        buf.clear();
+        buf.resize(spec.n_columns(), 0.0);
+        spec.extract_into(record, buf)?;
+        let p = self.predict_row(buf);
+        let mut contributions: Vec<(&str, f64)> = spec
+            .features()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let c = spec
+                    .columns_of(i)
+                    .map(|j| self.artifact.weights[j] * buf[j])
+                    .sum::<f64>();
+                (f.name.as_str(), c)
+            })
+            .collect();
+        contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        let top_positive = contributions
+            .iter()
+            .filter(|c| c.1 > 0.0)
+            .take(TOP_FACTORS)
+            .map(|(n, c)| (n.to_string(), *c))
+            .collect();
+        let top_negative = contributions
+            .iter()
+            .rev()
+            .filter(|c| c.1 < 0.0)
+            .take(TOP_FACTORS)
+            .map(|(n, c)| (n.to_string(), *c))
+            .collect();
+        Ok(Score {
+            probability: p,
+            score: (p * 100.0).round() as u32,
+            grade: self.grade(p),
+            top_positive,
+            top_negative,
+            model_version: self.version().to_string(),
+            cold_start: false,
+        })
+    }
+
+    pub fn score<R: Record + ?Sized>(&self, record: &R) -> Result<Score, Error> {
+        self.score_with(record, &mut Vec::new())
+    }
+}
+
+/// The score given when no model is loaded: the configured base rate, grade C, no factors.
+pub fn cold_start_score(base_rate: f64) -> Score {
+    Score {
+        probability: base_rate,
+        score: (base_rate * 100.0).round() as u32,
+        grade: Grade::C,
+        top_positive: Vec::new(),
+        top_negative: Vec::new(),
+        model_version: "cold-start".into(),
+        cold_start: true,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::features::{FittedFeature, FittedKind};
+    use crate::domain::lead::{AttrValue, Lead};
+
+    pub(crate) fn tiny_artifact() -> Artifact {
+        let spec = FittedSpec::new(vec![
+            FittedFeature {
+                name: "age".into(),
+                kind: FittedKind::Numeric {
+                    log1p: false,
+                    clip: None,
+                    missing: vec![],
+                    mean: 40.0,
+                    std: 10.0,
+                    deciles: vec![],
+                },
+            },
+            FittedFeature {
+                name: "job".into(),
+                kind: FittedKind::Categorical {
+                    vocabulary: vec!["admin".into(), "retired".into()],
+                },
+            },
+            FittedFeature {
+                name: "vip".into(),
+                kind: FittedKind::Bool { mean: 0.5 },
+            },
+        ]);
+        Artifact {
+            format_version: FORMAT_VERSION,
+            model_version: String::new(),
+            created_at: None,
+            data_fingerprint: "x".into(),
+            training: TrainingInfo {
+                source: "t.csv".into(),
+                label: "y".into(),
+                positive: "yes".into(),
+                seed: 1,
+                holdout_fraction: 0.2,
+                c: 1.0,
+                rows_train: 8,
+                rows_holdout: 2,
+                excluded: vec![],
+            },
+            spec,
+            // age, age:missing, job=admin, job=retired, job=other, vip
+            weights: vec![0.5, -0.2, -0.3, 1.0, 0.0, 0.8],
+            intercept: -1.0,
+            grade_thresholds: [0.6, 0.4, 0.2],
+            holdout: Metrics {
+                auc: 0.7,
+                log_loss: 0.5,
+                brier: 0.2,
+                n: 2,
+                base_rate: 0.5,
+                calibration: vec![],
+            },
+        }
+        .seal()
+        .0
+    }
+
+    fn lead(pairs: &[(&str, AttrValue)]) -> Lead {
+        Lead {
+            id: "l".into(),
+            attributes: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn contributions_are_grouped_by_attribute_and_sum_to_the_logit() {
+        use AttrValue::*;
+        let m = Model::new(tiny_artifact());
+        let s = m
+            .score(&lead(&[
+                ("age", Number(60.0)),
+                ("job", String("admin".into())),
+                ("vip", Bool(true)),
+            ]))
+            .unwrap();
+        // age: 0.5 * 2 = 1.0; job: -0.3; vip: 0.8
+        assert_eq!(
+            s.top_positive,
+            vec![("age".to_string(), 1.0), ("vip".to_string(), 0.8)]
+        );
+        assert_eq!(s.top_negative.len(), 1);
+        assert_eq!(s.top_negative[0].0, "job");
+        assert!((s.top_negative[0].1 + 0.3).abs() < 1e-12);
+        let z: f64 = -1.0 + 1.0 - 0.3 + 0.8;
+        assert!((s.probability - sigmoid(z)).abs() < 1e-12);
+        assert_eq!(s.score, (sigmoid(z) * 100.0).round() as u32);
+        assert_eq!(s.grade, Grade::A);
+    }
+
+    #[test]
+    fn grades_follow_thresholds() {
+        let m = Model::new(tiny_artifact());
+        assert_eq!(m.grade(0.6), Grade::A);
+        assert_eq!(m.grade(0.59), Grade::B);
+        assert_eq!(m.grade(0.2), Grade::C);
+        assert_eq!(m.grade(0.19), Grade::D);
+    }
+
+    #[test]
+    fn refuses_tampered_and_foreign_artifacts() {
+        let (_, bytes) = tiny_artifact().seal();
+        assert!(Artifact::from_json(&bytes).is_ok());
+        let text = String::from_utf8(bytes).unwrap();
+        let tampered = text.replace("\"intercept\": -1.0", "\"intercept\": 3.0");
+        assert_ne!(tampered, text);
+        let err = Artifact::from_json(tampered.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("content hash"), "{err}");
+        let future = text.replace("\"format_version\": 1", "\"format_version\": 2");
+        let err = Artifact::from_json(future.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("format_version 2"), "{err}");
+        let err = Artifact::from_json(b"{not json").unwrap_err().to_string();
+        assert!(err.contains("not a JSON"), "{err}");
+    }
+
+    #[test]
+    fn refuses_weights_that_do_not_fit_the_spec() {
+        let mut a = tiny_artifact();
+        a.weights.pop();
+        let (_, bytes) = a.seal();
+        let err = Artifact::from_json(&bytes).unwrap_err().to_string();
+        assert!(err.contains("5 weights"), "{err}");
+    }
+}

@@ -1,0 +1,429 @@
+//! Rep ranking: what a lead needs, which reps qualify, and how the winner is chosen.
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::lead::Lead;
+use crate::domain::rep::Rep;
+
+/// A preferred attribute: a rep with skill `attribute:value` gains `weight * level`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preference {
+    pub attribute: String,
+    pub weight: f64,
+}
+
+/// How leads map to pools and skills (from config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingPolicy {
+    /// Lead attribute that names the pool; leads without it go to `default_pool`.
+    pub pool_attribute: String,
+    pub default_pool: String,
+    /// Attributes that must match: a lead with language=de needs skill `language:de`.
+    pub required: Vec<String>,
+    pub preferred: Vec<Preference>,
+    /// Weight of the rep's `segment:<name>` skill in the match score.
+    pub segment_weight: f64,
+}
+
+/// What one lead asks of a rep; stored with queued leads so they can be re-ranked later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Needs {
+    pub pool: String,
+    pub required_skills: Vec<String>,
+    /// (skill, weight)
+    pub preferred: Vec<(String, f64)>,
+}
+
+/// Why a rep did not get the lead (or that it did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Chosen,
+    Inactive,
+    OffShift,
+    MissingRequiredSkill,
+    AtCapacity,
+    OverQuota,
+    LowerMatch,
+    HigherUtilisation,
+    ShorterIdle,
+    Excluded,
+}
+
+/// A rep that passed the static filters, in ranking order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub rep_id: String,
+    pub match_score: f64,
+    pub capacity: u32,
+    pub daily_quota: Option<u32>,
+    /// The rep's current quota period (local date).
+    pub period: String,
+}
+
+/// One line of the decision record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    pub rep_id: String,
+    pub match_score: f64,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub load: u32,
+    pub capacity: u32,
+}
+
+/// The static part of a decision: who may take the lead, and who was filtered out.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Ranking {
+    pub candidates: Vec<Candidate>,
+    pub rejected: Vec<CandidateRecord>,
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+impl RoutingPolicy {
+    /// Derives a lead's needs from its attributes and segment's required skills.
+    pub fn needs(&self, lead: &Lead, segment: &str, segment_skills: &[String]) -> Needs {
+        let mut buf = String::new();
+        let value = |name: &str, buf: &mut String| lead.get(name).map(|v| norm(v.category(buf)));
+        let pool = value(&self.pool_attribute, &mut buf)
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.default_pool.clone());
+        let mut required_skills: Vec<String> = self
+            .required
+            .iter()
+            .filter_map(|a| value(a, &mut buf).map(|v| format!("{}:{v}", norm(a))))
+            .collect();
+        required_skills.extend(segment_skills.iter().map(|s| norm(s)));
+        required_skills.sort();
+        required_skills.dedup();
+        let mut preferred: Vec<(String, f64)> = self
+            .preferred
+            .iter()
+            .filter_map(|p| {
+                value(&p.attribute, &mut buf)
+                    .map(|v| (format!("{}:{v}", norm(&p.attribute)), p.weight))
+            })
+            .collect();
+        if self.segment_weight != 0.0 {
+            preferred.push((format!("segment:{}", norm(segment)), self.segment_weight));
+        }
+        Needs {
+            pool,
+            required_skills,
+            preferred,
+        }
+    }
+}
+
+/// Filters the pool's reps (active, on shift, every required skill) and orders the rest by
+/// match score, best first. `exclude` removes one rep (the current one, when reassigning).
+pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) -> Ranking {
+    let mut out = Ranking::default();
+    for rep in reps.iter().filter(|r| r.pool == needs.pool) {
+        let match_score: f64 = needs.preferred.iter().map(|(s, w)| w * rep.skill(s)).sum();
+        let reject = |verdict, detail: String| CandidateRecord {
+            rep_id: rep.id.clone(),
+            match_score,
+            verdict,
+            detail,
+            load: 0,
+            capacity: rep.capacity,
+        };
+        if exclude == Some(rep.id.as_str()) {
+            out.rejected
+                .push(reject(Verdict::Excluded, "current assignee".into()));
+        } else if !rep.active {
+            out.rejected
+                .push(reject(Verdict::Inactive, "not available".into()));
+        } else if !rep.on_shift(now) {
+            out.rejected
+                .push(reject(Verdict::OffShift, "outside working hours".into()));
+        } else if let Some(missing) = needs.required_skills.iter().find(|s| rep.skill(s) <= 0.0) {
+            out.rejected.push(reject(
+                Verdict::MissingRequiredSkill,
+                format!("missing skill {missing}"),
+            ));
+        } else {
+            out.candidates.push(Candidate {
+                rep_id: rep.id.clone(),
+                match_score,
+                capacity: rep.capacity,
+                daily_quota: rep.daily_quota,
+                period: rep.period(now),
+            });
+        }
+    }
+    out.candidates.sort_by(|a, b| {
+        b.match_score
+            .total_cmp(&a.match_score)
+            .then_with(|| a.rep_id.cmp(&b.rep_id))
+    });
+    out
+}
+
+/// A candidate's live state, read by the store at claim time.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LiveState {
+    pub load: u32,
+    /// New assignments in the candidate's current period.
+    pub period_count: u32,
+    /// Milliseconds since the epoch of the last assignment; None = never assigned.
+    pub last_assigned_ms: Option<i64>,
+}
+
+/// Match scores closer than this are a tie.
+const SCORE_EPSILON: f64 = 1e-9;
+
+/// Picks the winner among ranked candidates given their live state: highest match score with
+/// room, then lowest utilisation, then longest idle, then rep id. Returns the winner's index
+/// and a record line for every candidate.
+pub fn choose(
+    candidates: &[Candidate],
+    live: &[LiveState],
+) -> (Option<usize>, Vec<CandidateRecord>) {
+    let room = |i: usize| -> Option<Verdict> {
+        let c = &candidates[i];
+        if live[i].load >= c.capacity {
+            Some(Verdict::AtCapacity)
+        } else if c.daily_quota.is_some_and(|q| live[i].period_count >= q) {
+            Some(Verdict::OverQuota)
+        } else {
+            None
+        }
+    };
+    let util = |i: usize| f64::from(live[i].load) / f64::from(candidates[i].capacity.max(1));
+    let idle_key = |i: usize| live[i].last_assigned_ms.unwrap_or(i64::MIN);
+    let mut best: Option<usize> = None;
+    for i in 0..candidates.len() {
+        if room(i).is_some() {
+            continue;
+        }
+        best = Some(match best {
+            None => i,
+            Some(b) => {
+                let ds = candidates[i].match_score - candidates[b].match_score;
+                let better = if ds.abs() > SCORE_EPSILON {
+                    ds > 0.0
+                } else if (util(i) - util(b)).abs() > f64::EPSILON {
+                    util(i) < util(b)
+                } else if idle_key(i) != idle_key(b) {
+                    idle_key(i) < idle_key(b)
+                } else {
+                    candidates[i].rep_id < candidates[b].rep_id
+                };
+                if better { i } else { b }
+            }
+        });
+    }
+    let records = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (verdict, detail) = match (room(i), best) {
+                (Some(v @ Verdict::AtCapacity), _) => {
+                    (v, format!("load {} of {}", live[i].load, c.capacity))
+                }
+                (Some(v), _) => (
+                    v,
+                    format!(
+                        "{} of {} today",
+                        live[i].period_count,
+                        c.daily_quota.unwrap_or(0)
+                    ),
+                ),
+                (None, Some(b)) if b == i => (Verdict::Chosen, "best match with room".into()),
+                (None, Some(b)) => {
+                    let w = &candidates[b];
+                    if w.match_score - c.match_score > SCORE_EPSILON {
+                        (
+                            Verdict::LowerMatch,
+                            format!("match {:.3} < {:.3}", c.match_score, w.match_score),
+                        )
+                    } else if util(i) > util(b) + f64::EPSILON {
+                        (
+                            Verdict::HigherUtilisation,
+                            format!("utilisation {:.2} > {:.2}", util(i), util(b)),
+                        )
+                    } else {
+                        (Verdict::ShorterIdle, "tie broken by idle time".into())
+                    }
+                }
+                (None, None) => (Verdict::AtCapacity, "no room".into()),
+            };
+            CandidateRecord {
+                rep_id: c.rep_id.clone(),
+                match_score: c.match_score,
+                verdict,
+                detail,
+                load: live[i].load,
+                capacity: c.capacity,
+            }
+        })
+        .collect();
+    (best, records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lead::AttrValue;
+
+    fn rep(id: &str, skills: &[(&str, f64)], capacity: u32) -> Rep {
+        Rep {
+            id: id.into(),
+            name: id.into(),
+            pool: "default".into(),
+            skills: skills.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            capacity,
+            daily_quota: None,
+            active: true,
+            shift: None,
+        }
+    }
+
+    fn policy() -> RoutingPolicy {
+        RoutingPolicy {
+            pool_attribute: "pool".into(),
+            default_pool: "default".into(),
+            required: vec!["language".into()],
+            preferred: vec![Preference {
+                attribute: "industry".into(),
+                weight: 1.0,
+            }],
+            segment_weight: 0.5,
+        }
+    }
+
+    fn lead(pairs: &[(&str, &str)]) -> Lead {
+        Lead {
+            id: "l".into(),
+            attributes: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), AttrValue::String(v.to_string())))
+                .collect(),
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn needs_come_from_attributes_and_segment() {
+        let n = policy().needs(
+            &lead(&[("language", "DE"), ("industry", "Finance")]),
+            "price_sensitive",
+            &["negotiation".into()],
+        );
+        assert_eq!(n.pool, "default");
+        assert_eq!(n.required_skills, ["language:de", "negotiation"]);
+        assert_eq!(
+            n.preferred,
+            [
+                ("industry:finance".to_string(), 1.0),
+                ("segment:price_sensitive".to_string(), 0.5)
+            ]
+        );
+    }
+
+    #[test]
+    fn rank_filters_and_orders() {
+        let mut off = rep("off", &[("language:de", 1.0)], 5);
+        off.active = false;
+        let reps = vec![
+            rep("a", &[("language:de", 1.0), ("industry:finance", 0.2)], 5),
+            rep("b", &[("language:de", 1.0), ("industry:finance", 0.9)], 5),
+            rep("c", &[("language:en", 1.0), ("industry:finance", 1.0)], 5),
+            off,
+        ];
+        let needs = policy().needs(
+            &lead(&[("language", "de"), ("industry", "finance")]),
+            "qualified",
+            &[],
+        );
+        let r = rank(&reps, &needs, now(), None);
+        let ids: Vec<_> = r.candidates.iter().map(|c| c.rep_id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let why: Vec<_> = r
+            .rejected
+            .iter()
+            .map(|c| (c.rep_id.as_str(), c.verdict))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("c", Verdict::MissingRequiredSkill),
+                ("off", Verdict::Inactive)
+            ]
+        );
+        let r = rank(&reps, &needs, now(), Some("b"));
+        assert_eq!(r.candidates.len(), 1);
+        assert_eq!(r.rejected[0].verdict, Verdict::Excluded);
+    }
+
+    fn cand(id: &str, score: f64, capacity: u32) -> Candidate {
+        Candidate {
+            rep_id: id.into(),
+            match_score: score,
+            capacity,
+            daily_quota: None,
+            period: "p".into(),
+        }
+    }
+
+    #[test]
+    fn choose_prefers_score_then_utilisation_then_idle() {
+        let cs = [cand("a", 1.0, 2), cand("b", 0.5, 10), cand("c", 0.5, 10)];
+        let live = |la, lb, lc| {
+            [
+                LiveState {
+                    load: la,
+                    ..Default::default()
+                },
+                LiveState {
+                    load: lb,
+                    last_assigned_ms: Some(5),
+                    ..Default::default()
+                },
+                LiveState {
+                    load: lc,
+                    last_assigned_ms: Some(3),
+                    ..Default::default()
+                },
+            ]
+        };
+        let (w, rec) = choose(&cs, &live(0, 0, 0));
+        assert_eq!(w, Some(0));
+        assert_eq!(rec[1].verdict, Verdict::LowerMatch);
+        // a is full: b and c tie on score and utilisation; c has been idle longer.
+        let (w, rec) = choose(&cs, &live(2, 1, 1));
+        assert_eq!(w, Some(2));
+        assert_eq!(rec[0].verdict, Verdict::AtCapacity);
+        assert_eq!(rec[1].verdict, Verdict::ShorterIdle);
+        let (w, rec) = choose(&cs, &live(2, 1, 2));
+        assert_eq!(w, Some(1));
+        assert_eq!(rec[2].verdict, Verdict::HigherUtilisation);
+        let (w, _) = choose(&cs, &live(2, 10, 10));
+        assert_eq!(w, None);
+    }
+
+    #[test]
+    fn quota_blocks_a_rep_with_room() {
+        let mut c = cand("a", 1.0, 5);
+        c.daily_quota = Some(2);
+        let (w, rec) = choose(
+            &[c],
+            &[LiveState {
+                load: 0,
+                period_count: 2,
+                last_assigned_ms: None,
+            }],
+        );
+        assert_eq!(w, None);
+        assert_eq!(rec[0].verdict, Verdict::OverQuota);
+    }
+}

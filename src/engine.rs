@@ -1,0 +1,311 @@
+//! The request pipeline: validate -> features -> score -> segment -> route, over a store.
+//!
+//! The engine owns the live model (swapped atomically), the rules and the store. It knows
+//! nothing of protobuf; grpc/ converts at the edge.
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use jiff::Timestamp;
+
+use crate::domain::assignment::LeadContext;
+use crate::domain::assignment::{Assignment, LeadState, Outcome};
+use crate::domain::lead::{Lead, validate_id};
+use crate::domain::model::{Artifact, Model, Score, cold_start_score};
+use crate::domain::rep::Rep;
+use crate::domain::routing::{self, CandidateRecord, RoutingPolicy};
+use crate::domain::segment::{SegmentMatch, SegmentRules};
+use crate::error::{Error, Result};
+use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
+
+/// Where "now" comes from; tests pin it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// A model together with the file it came from.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: Model,
+    pub path: PathBuf,
+}
+
+/// Everything decided about one lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub lead_id: String,
+    pub score: Score,
+    pub segment: SegmentMatch,
+    pub required_skills: Vec<String>,
+    pub routing: Option<RoutingDecision>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoutingStatus {
+    Assigned(Assignment),
+    Queued { position: u32 },
+    Closed(Assignment),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingDecision {
+    pub status: RoutingStatus,
+    pub pool: String,
+    /// Every rep of the pool considered, with its verdict; empty on a replay.
+    pub candidates: Vec<CandidateRecord>,
+    pub replayed: bool,
+}
+
+pub struct EngineParts {
+    pub segments: SegmentRules,
+    pub routing: RoutingPolicy,
+    pub store: Arc<dyn Store>,
+    pub cold_start_base_rate: f64,
+    pub clock: Clock,
+    /// The configured artifact, reloaded by an empty ReloadModel.
+    pub model_path: Option<PathBuf>,
+}
+
+pub struct Engine {
+    model: ArcSwapOption<LoadedModel>,
+    parts: EngineParts,
+}
+
+thread_local! {
+    /// Dense feature row reused across requests on this thread.
+    static ROW: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads and validates a model artifact from disk.
+pub fn read_artifact(path: &Path) -> Result<Artifact> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::ModelRejected(format!("cannot read {}: {e}", path.display())))?;
+    Artifact::from_json(&bytes)
+}
+
+impl Engine {
+    pub fn new(parts: EngineParts) -> Engine {
+        Engine {
+            model: ArcSwapOption::empty(),
+            parts,
+        }
+    }
+
+    pub fn system_clock() -> Clock {
+        Arc::new(Timestamp::now)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.parts.clock)()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.parts.store
+    }
+
+    /// The live model's file, else the configured one.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        self.model()
+            .map(|m| m.path.clone())
+            .or_else(|| self.parts.model_path.clone())
+    }
+
+    pub fn model(&self) -> Option<Arc<LoadedModel>> {
+        self.model.load_full()
+    }
+
+    /// Loads `path`, validates it and swaps it in. In-flight requests finish on the model they
+    /// started with. Returns the previous version. On error the live model is untouched.
+    pub fn load_model(&self, path: &Path) -> Result<Option<String>> {
+        let artifact = read_artifact(path)?;
+        let new = Arc::new(LoadedModel {
+            model: Model::new(artifact),
+            path: path.to_path_buf(),
+        });
+        let old = self.model.swap(Some(new));
+        Ok(old.map(|m| m.model.version().to_string()))
+    }
+
+    /// Scores and segments a lead; pure CPU, nothing stored.
+    pub fn score(&self, lead: &Lead) -> Result<Decision> {
+        let guard = self.model.load();
+        let score = match guard.as_deref() {
+            Some(m) => ROW.with_borrow_mut(|row| m.model.score_with(lead, row))?,
+            None => cold_start_score(self.parts.cold_start_base_rate),
+        };
+        let segment = self.parts.segments.classify(lead, score.probability);
+        Ok(Decision {
+            lead_id: lead.id.clone(),
+            required_skills: Vec::new(),
+            score,
+            segment,
+            routing: None,
+        })
+    }
+
+    /// Scores, segments and routes a lead; idempotent on the lead id.
+    pub async fn submit(&self, lead: Lead) -> Result<Decision> {
+        let mut decision = self.score(&lead)?;
+        let seg_skills = self.parts.segments.skills_for(&decision.segment.segment);
+        let needs = self
+            .parts
+            .routing
+            .needs(&lead, &decision.segment.segment, seg_skills);
+        decision.required_skills = needs.required_skills.clone();
+        let now = self.now();
+        let reps = self.parts.store.reps().await?;
+        let ranking = routing::rank(&reps, &needs, now, None);
+        let pool = needs.pool.clone();
+        let context = LeadContext {
+            lead,
+            needs,
+            probability: decision.score.probability,
+            segment: decision.segment.segment.clone(),
+            model_version: decision.score.model_version.clone(),
+        };
+        let claim = self
+            .parts
+            .store
+            .claim(ClaimRequest {
+                context,
+                candidates: ranking.candidates,
+                now,
+            })
+            .await?;
+        let (status, mut candidates, replayed) = match claim {
+            Claim::Assigned {
+                assignment,
+                records,
+                replayed,
+            } => {
+                let status = if assignment.is_open() {
+                    RoutingStatus::Assigned(assignment)
+                } else {
+                    RoutingStatus::Closed(assignment)
+                };
+                (status, records, replayed)
+            }
+            Claim::Queued {
+                position,
+                records,
+                replayed,
+            } => (RoutingStatus::Queued { position }, records, replayed),
+        };
+        if !replayed {
+            candidates.extend(ranking.rejected);
+        }
+        decision.routing = Some(RoutingDecision {
+            status,
+            pool,
+            candidates,
+            replayed,
+        });
+        Ok(decision)
+    }
+
+    pub async fn lookup(&self, lead_id: &str) -> Result<LeadState> {
+        validate_id("lead_id", lead_id)?;
+        self.parts
+            .store
+            .lookup(lead_id)
+            .await?
+            .ok_or_else(|| Error::not_found("lead", lead_id))
+    }
+
+    pub async fn close(&self, lead_id: &str, outcome: Outcome) -> Result<Closed> {
+        validate_id("lead_id", lead_id)?;
+        self.parts.store.close(lead_id, outcome, self.now()).await
+    }
+
+    /// Moves an open assignment to `target` (or the best other rep); nothing changes on error.
+    pub async fn reassign(&self, lead_id: &str, target: Option<&str>) -> Result<Reassigned> {
+        validate_id("lead_id", lead_id)?;
+        if let Some(t) = target {
+            validate_id("rep_id", t)?;
+        }
+        let current = match self.lookup(lead_id).await? {
+            LeadState::Assigned(a) if a.is_open() => a,
+            LeadState::Assigned(_) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "lead {lead_id:?} is closed"
+                )));
+            }
+            LeadState::Queued { .. } => {
+                return Err(Error::FailedPrecondition(format!(
+                    "lead {lead_id:?} is queued, not assigned"
+                )));
+            }
+        };
+        let ctx = self
+            .parts
+            .store
+            .context(lead_id)
+            .await?
+            .ok_or_else(|| Error::not_found("lead", lead_id))?;
+        let now = self.now();
+        let reps = self.parts.store.reps().await?;
+        let mut ranking = routing::rank(&reps, &ctx.needs, now, Some(&current.rep_id));
+        if let Some(t) = target {
+            if t == current.rep_id {
+                return Err(Error::invalid("rep_id", "is the current assignee"));
+            }
+            if !reps.iter().any(|r| r.id == t) {
+                return Err(Error::invalid("rep_id", format!("unknown rep {t:?}")));
+            }
+            if let Some(why) = ranking.rejected.iter().find(|r| r.rep_id == t) {
+                return Err(Error::FailedPrecondition(format!(
+                    "rep {t:?} cannot take the lead: {}",
+                    why.detail
+                )));
+            }
+            ranking.candidates.retain(|c| c.rep_id == t);
+            if ranking.candidates.is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "rep {t:?} is not in pool {:?}",
+                    ctx.needs.pool
+                )));
+            }
+        }
+        let mut moved = self
+            .parts
+            .store
+            .reassign(lead_id, &current.rep_id, ranking.candidates, now)
+            .await?;
+        moved.records.extend(ranking.rejected);
+        Ok(moved)
+    }
+
+    pub async fn upsert_rep(&self, rep: Rep) -> Result<(RepStatus, Vec<Assignment>)> {
+        let rep = rep.validate()?;
+        self.parts.store.upsert_rep(rep, self.now()).await
+    }
+
+    pub async fn rep(&self, rep_id: &str) -> Result<RepStatus> {
+        validate_id("rep_id", rep_id)?;
+        self.parts
+            .store
+            .rep(rep_id, self.now())
+            .await?
+            .ok_or_else(|| Error::not_found("rep", rep_id))
+    }
+
+    pub async fn reps(&self, pool: Option<&str>) -> Result<Vec<RepStatus>> {
+        self.parts.store.rep_statuses(pool, self.now()).await
+    }
+
+    pub async fn delete_rep(&self, rep_id: &str) -> Result<()> {
+        validate_id("rep_id", rep_id)?;
+        self.parts.store.delete_rep(rep_id).await
+    }
+
+    pub async fn set_active(
+        &self,
+        rep_id: &str,
+        active: bool,
+    ) -> Result<(RepStatus, Vec<Assignment>)> {
+        validate_id("rep_id", rep_id)?;
+        self.parts
+            .store
+            .set_active(rep_id, active, self.now())
+            .await
+    }
+}

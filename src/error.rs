@@ -1,0 +1,41 @@
+//! The one error type of the library; grpc/status.rs maps each variant to a gRPC code.
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed; `field` is its path, e.g. `lead.attributes[age]`.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request is well formed but the current state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A backing service (the store) cannot be reached; the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A model artifact was refused; the live model keeps serving.
+    #[error("model refused: {0}")]
+    ModelRejected(String),
+    /// A bug or broken invariant; never the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Error {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Error {
+        Error::NotFound {
+            what,
+            id: id.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,258 @@
+//! Conversions between protobuf messages and domain types; validation of wire-only details.
+use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
+use crate::domain::lead::{AttrValue, Lead};
+use crate::domain::rep::{Rep, Shift};
+use crate::domain::routing::{CandidateRecord, Verdict};
+use crate::engine::{Decision, LoadedModel, RoutingStatus};
+use crate::error::Error;
+use crate::grpc::pb;
+use crate::store::RepStatus;
+
+pub fn lead(msg: Option<pb::Lead>) -> Result<Lead, Error> {
+    let msg = msg.ok_or_else(|| Error::invalid("lead", "is required"))?;
+    let max = crate::domain::lead::MAX_ATTRIBUTES;
+    if msg.attributes.len() > max {
+        let n = msg.attributes.len();
+        return Err(Error::invalid(
+            "lead.attributes",
+            format!("has {n} entries, the limit is {max}"),
+        ));
+    }
+    let mut attributes = std::collections::HashMap::with_capacity(msg.attributes.len());
+    for (name, value) in msg.attributes {
+        use pb::attribute_value::Kind;
+        let v = match value.kind {
+            Some(Kind::StringValue(s)) => AttrValue::String(s),
+            Some(Kind::NumberValue(x)) => AttrValue::Number(x),
+            Some(Kind::BoolValue(b)) => AttrValue::Bool(b),
+            None => {
+                return Err(Error::invalid(
+                    format!("lead.attributes[{name}]"),
+                    "has no value",
+                ));
+            }
+        };
+        attributes.insert(name, v);
+    }
+    Lead::parse(msg.id, attributes)
+}
+
+pub fn outcome(raw: i32) -> Result<Outcome, Error> {
+    match pb::Outcome::try_from(raw) {
+        Ok(pb::Outcome::Won) => Ok(Outcome::Won),
+        Ok(pb::Outcome::Lost) => Ok(Outcome::Lost),
+        Ok(pb::Outcome::Disqualified) => Ok(Outcome::Disqualified),
+        Ok(pb::Outcome::Returned) => Ok(Outcome::Returned),
+        _ => Err(Error::invalid(
+            "outcome",
+            format!("{raw} is not one of WON, LOST, DISQUALIFIED, RETURNED"),
+        )),
+    }
+}
+
+fn outcome_pb(o: Outcome) -> pb::Outcome {
+    match o {
+        Outcome::Won => pb::Outcome::Won,
+        Outcome::Lost => pb::Outcome::Lost,
+        Outcome::Disqualified => pb::Outcome::Disqualified,
+        Outcome::Returned => pb::Outcome::Returned,
+    }
+}
+
+pub fn assignment(a: Assignment) -> pb::Assignment {
+    let (state, outcome) = match a.state {
+        AssignmentState::Open => (pb::AssignmentState::Open, pb::Outcome::Unspecified),
+        AssignmentState::Closed(o) => (pb::AssignmentState::Closed, outcome_pb(o)),
+    };
+    pb::Assignment {
+        lead_id: a.lead_id,
+        rep_id: a.rep_id,
+        pool: a.pool,
+        state: state.into(),
+        outcome: outcome.into(),
+        probability: a.probability,
+        segment: a.segment,
+        assigned_at_ms: a.assigned_at_ms,
+        closed_at_ms: a.closed_at_ms.unwrap_or(0),
+    }
+}
+
+pub fn assignments(v: Vec<Assignment>) -> Vec<pb::Assignment> {
+    v.into_iter().map(assignment).collect()
+}
+
+fn verdict(v: Verdict) -> pb::CandidateVerdict {
+    use pb::CandidateVerdict as P;
+    match v {
+        Verdict::Chosen => P::Chosen,
+        Verdict::Inactive => P::Inactive,
+        Verdict::OffShift => P::OffShift,
+        Verdict::MissingRequiredSkill => P::MissingRequiredSkill,
+        Verdict::AtCapacity => P::AtCapacity,
+        Verdict::OverQuota => P::OverQuota,
+        Verdict::LowerMatch => P::LowerMatch,
+        Verdict::HigherUtilisation => P::HigherUtilisation,
+        Verdict::ShorterIdle => P::ShorterIdle,
+        Verdict::Excluded => P::Excluded,
+    }
+}
+
+pub fn candidates(v: Vec<CandidateRecord>) -> Vec<pb::Candidate> {
+    v.into_iter()
+        .map(|c| pb::Candidate {
+            rep_id: c.rep_id,
+            match_score: c.match_score,
+            verdict: verdict(c.verdict).into(),
+            detail: c.detail,
+            load: c.load,
+            capacity: c.capacity,
+        })
+        .collect()
+}
+
+fn contributions(v: Vec<(String, f64)>) -> Vec<pb::Contribution> {
+    v.into_iter()
+        .map(|(attribute, contribution)| pb::Contribution {
+            attribute,
+            contribution,
+        })
+        .collect()
+}
+
+pub fn decision(d: Decision) -> pb::DecisionRecord {
+    let routing = d.routing.map(|r| {
+        let (status, assignment, queue_position) = match r.status {
+            RoutingStatus::Assigned(a) => (pb::RoutingStatus::Assigned, Some(assignment(a)), 0),
+            RoutingStatus::Closed(a) => (pb::RoutingStatus::Closed, Some(assignment(a)), 0),
+            RoutingStatus::Queued { position } => (pb::RoutingStatus::Queued, None, position),
+        };
+        pb::Routing {
+            status: status.into(),
+            assignment,
+            queue_position,
+            candidates: candidates(r.candidates),
+            replayed: r.replayed,
+            pool: r.pool,
+        }
+    });
+    pb::DecisionRecord {
+        lead_id: d.lead_id,
+        score: Some(pb::Score {
+            probability: d.score.probability,
+            score: d.score.score,
+            grade: d.score.grade.as_str().into(),
+            top_positive: contributions(d.score.top_positive),
+            top_negative: contributions(d.score.top_negative),
+            model_version: d.score.model_version,
+            cold_start: d.score.cold_start,
+        }),
+        segment: Some(pb::Segment {
+            name: d.segment.segment,
+            rule: d.segment.rule,
+        }),
+        routing,
+        required_skills: d.required_skills,
+    }
+}
+
+pub fn rep(msg: Option<pb::Rep>) -> Result<Rep, Error> {
+    let r = msg.ok_or_else(|| Error::invalid("rep", "is required"))?;
+    let capacity = u32::try_from(r.capacity)
+        .map_err(|_| Error::invalid("rep.capacity", format!("{} is negative", r.capacity)))?;
+    let daily_quota = r
+        .daily_quota
+        .map(|q| {
+            u32::try_from(q)
+                .map_err(|_| Error::invalid("rep.daily_quota", format!("{q} is negative")))
+        })
+        .transpose()?;
+    Ok(Rep {
+        id: r.id,
+        name: r.name,
+        pool: r.pool,
+        skills: r.skills.into_iter().collect(),
+        capacity,
+        daily_quota,
+        active: r.active,
+        shift: r.shift.map(|s| Shift {
+            timezone: s.timezone,
+            start: s.start,
+            end: s.end,
+            days: s.days,
+        }),
+    })
+}
+
+pub fn rep_status(s: RepStatus) -> pb::RepStatus {
+    let r = s.rep;
+    pb::RepStatus {
+        rep: Some(pb::Rep {
+            id: r.id,
+            name: r.name,
+            pool: r.pool,
+            skills: r.skills.into_iter().collect(),
+            capacity: i32::try_from(r.capacity).unwrap_or(i32::MAX),
+            daily_quota: r.daily_quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)),
+            active: r.active,
+            shift: r.shift.map(|s| pb::Shift {
+                timezone: s.timezone,
+                start: s.start,
+                end: s.end,
+                days: s.days,
+            }),
+        }),
+        load: s.load,
+        assigned_today: s.assigned_today,
+        last_assigned_at_ms: s.last_assigned_ms.unwrap_or(0),
+    }
+}
+
+pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
+    let Some(m) = m else {
+        return pb::ModelInfo {
+            loaded: false,
+            model_version: "cold-start".into(),
+            ..Default::default()
+        };
+    };
+    let a = m.model.artifact();
+    let spec = &a.spec;
+    pb::ModelInfo {
+        loaded: true,
+        model_version: a.model_version.clone(),
+        format_version: a.format_version,
+        created_at: a.created_at.clone().unwrap_or_default(),
+        label: a.training.label.clone(),
+        data_fingerprint: a.data_fingerprint.clone(),
+        holdout: Some(pb::Metrics {
+            auc: a.holdout.auc,
+            log_loss: a.holdout.log_loss,
+            brier: a.holdout.brier,
+            n: a.holdout.n,
+            base_rate: a.holdout.base_rate,
+            calibration: a
+                .holdout
+                .calibration
+                .iter()
+                .map(|b| pb::CalibrationBin {
+                    lower: b.lower,
+                    upper: b.upper,
+                    count: b.count,
+                    mean_predicted: b.mean_predicted,
+                    observed_rate: b.observed_rate,
+                })
+                .collect(),
+        }),
+        features: spec
+            .features()
+            .iter()
+            .map(|f| pb::Feature {
+                attribute: f.name.clone(),
+                kind: f.kind_name().into(),
+                columns: f.columns() as u32,
+            })
+            .collect(),
+        grade_thresholds: a.grade_thresholds.to_vec(),
+        path: m.path.display().to_string(),
+    }
+}

@@ -1,0 +1,23 @@
+//! leadrouter: scores leads with a trained logistic model, segments them by ordered rules and
+//! routes each to the best-skilled rep with room, over gRPC.
+//!
+//! Module map:
+//! - [`domain`]: pure, synchronous core (leads, features, model, segments, rep ranking).
+//! - [`store`]: the `CapacityStore`/`RepDirectory` traits, the memory backend and the contract
+//!   suite every backend passes.
+//! - [`engine`]: the pipeline validate -> score -> segment -> route, and the hot-swapped model.
+//! - [`grpc`]: the only module that knows protobuf; one error-to-status mapping.
+//! - [`training`]: CSV reading, the seeded split, the linfa fit, metrics and artifacts.
+//! - [`app`], [`config`], [`telemetry`], [`cli`]: wiring, settings, logs and the command line.
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod store;
+pub mod telemetry;
+pub mod training;
+
+pub use error::{Error, Result};

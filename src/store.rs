@@ -1,0 +1,130 @@
+//! Pluggable routing state: the `CapacityStore` and `RepDirectory` traits and their backends.
+//!
+//! Every backend passes the same contract suite (`store::contract`). The claim is one atomic
+//! step (for Redis: one EVALSHA): replay an existing decision, or choose among the ranked
+//! candidates with the loads read inside that step, or enqueue.
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::assignment::{Assignment, LeadContext, LeadState, Outcome, OutcomeRecord};
+use crate::domain::rep::Rep;
+use crate::domain::routing::{Candidate, CandidateRecord};
+use crate::error::Result;
+
+pub mod contract;
+pub mod memory;
+
+/// A request to assign one lead to the best candidate with room.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub context: LeadContext,
+    /// Ranked by match score, already filtered on activity, shift and required skills.
+    pub candidates: Vec<Candidate>,
+    pub now: Timestamp,
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// `records` is empty on a replay (the original decision was made by an earlier call).
+    Assigned {
+        assignment: Assignment,
+        records: Vec<CandidateRecord>,
+        replayed: bool,
+    },
+    Queued {
+        position: u32,
+        records: Vec<CandidateRecord>,
+        replayed: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    pub assignment: Assignment,
+    /// Queued leads the freed capacity let through, in order.
+    pub drained: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reassigned {
+    pub previous: Assignment,
+    pub assignment: Assignment,
+    pub records: Vec<CandidateRecord>,
+    pub drained: Vec<Assignment>,
+}
+
+/// A rep with its live counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepStatus {
+    pub rep: Rep,
+    pub load: u32,
+    pub assigned_today: u32,
+    pub last_assigned_ms: Option<i64>,
+}
+
+/// Assignments, loads and the queue.
+#[async_trait]
+pub trait CapacityStore: Send + Sync {
+    /// Atomically replays, assigns (load, period count and record in one step) or enqueues.
+    async fn claim(&self, req: ClaimRequest) -> Result<Claim>;
+    async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>>;
+    /// The stored context of a lead (assigned, closed or queued).
+    async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>>;
+    /// Releases the load (never below 0), records the outcome, then drains the pool's queue.
+    /// Closing a queued lead withdraws it from the queue.
+    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed>;
+    /// Moves an open assignment held by `from_rep` to the best of `candidates` with room, in
+    /// one step; changes nothing when none has room.
+    async fn reassign(
+        &self,
+        lead_id: &str,
+        from_rep: &str,
+        candidates: Vec<Candidate>,
+        now: Timestamp,
+    ) -> Result<Reassigned>;
+    /// Assigns queued leads of `pool`, highest probability first, while anyone has room.
+    async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>>;
+    /// Every recorded outcome, oldest first.
+    async fn outcomes(&self) -> Result<Vec<OutcomeRecord>>;
+}
+
+/// The team: profiles, capacity, quota and availability.
+#[async_trait]
+pub trait RepDirectory: Send + Sync {
+    /// Creates or replaces a rep (keeping its counters) and drains its pool.
+    async fn upsert_rep(&self, rep: Rep, now: Timestamp) -> Result<(RepStatus, Vec<Assignment>)>;
+    async fn rep(&self, rep_id: &str, now: Timestamp) -> Result<Option<RepStatus>>;
+    /// A snapshot of every rep, for ranking.
+    async fn reps(&self) -> Result<Arc<[Rep]>>;
+    async fn rep_statuses(&self, pool: Option<&str>, now: Timestamp) -> Result<Vec<RepStatus>>;
+    /// Refused while the rep holds open assignments.
+    async fn delete_rep(&self, rep_id: &str) -> Result<()>;
+    async fn set_active(
+        &self,
+        rep_id: &str,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<(RepStatus, Vec<Assignment>)>;
+}
+
+/// A complete backend.
+pub trait Store: CapacityStore + RepDirectory {}
+impl<T: CapacityStore + RepDirectory> Store for T {}
+
+/// Opens the store a URL names: `memory://` today.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("memory") => Ok(Arc::new(memory::MemoryStore::default())),
+        Some(other) => Err(format!(
+            "store.url: unsupported scheme {other:?} (this build supports memory://)"
+        )),
+        None => Err(format!("store.url: {url:?} is not a URL such as memory://")),
+    }
+}
+
+pub fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}

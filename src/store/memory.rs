@@ -1,0 +1,490 @@
+//! The embedded store: all routing state behind one mutex, so every operation is atomic.
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::assignment::{
+    Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
+};
+use crate::domain::rep::Rep;
+use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
+use crate::error::{Error, Result};
+use crate::store::{
+    CapacityStore, Claim, ClaimRequest, Closed, Reassigned, RepDirectory, RepStatus, millis,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+struct RepEntry {
+    rep: Rep,
+    load: u32,
+    period: String,
+    period_count: u32,
+    last_assigned_ms: Option<i64>,
+}
+
+impl RepEntry {
+    fn live(&self, period: &str) -> LiveState {
+        LiveState {
+            load: self.load,
+            period_count: if self.period == period {
+                self.period_count
+            } else {
+                0
+            },
+            last_assigned_ms: self.last_assigned_ms,
+        }
+    }
+
+    fn status(&self, now: Timestamp) -> RepStatus {
+        RepStatus {
+            rep: self.rep.clone(),
+            load: self.load,
+            assigned_today: self.live(&self.rep.period(now)).period_count,
+            last_assigned_ms: self.last_assigned_ms,
+        }
+    }
+}
+
+/// Queue order: highest probability first, then first come first served.
+type QueueKey = (Reverse<u64>, u64, String);
+
+enum LeadEntry {
+    Assigned(Assignment, LeadContext),
+    Queued(QueueKey, LeadContext),
+}
+
+#[derive(Default)]
+struct State {
+    reps: BTreeMap<String, RepEntry>,
+    snapshot: Option<Arc<[Rep]>>,
+    leads: HashMap<String, LeadEntry>,
+    queues: HashMap<String, BTreeSet<QueueKey>>,
+    outcomes: Vec<OutcomeRecord>,
+    seq: u64,
+}
+
+fn queue_key(probability: f64, seq: u64, lead_id: &str) -> QueueKey {
+    // Probabilities are in [0, 1], where the bit pattern orders like the number.
+    (
+        Reverse(probability.max(0.0).to_bits()),
+        seq,
+        lead_id.to_string(),
+    )
+}
+
+impl State {
+    /// Candidates refreshed from the current directory (a rep may have changed since ranking).
+    fn live_candidates(&self, candidates: Vec<Candidate>) -> (Vec<Candidate>, Vec<LiveState>) {
+        let mut cs = Vec::with_capacity(candidates.len());
+        let mut live = Vec::with_capacity(candidates.len());
+        for mut c in candidates {
+            if let Some(e) = self.reps.get(&c.rep_id) {
+                c.capacity = e.rep.capacity;
+                c.daily_quota = e.rep.daily_quota;
+                live.push(e.live(&c.period));
+                cs.push(c);
+            }
+        }
+        (cs, live)
+    }
+
+    /// Chooses and books a rep; None when nobody has room.
+    fn book(
+        &mut self,
+        context: &LeadContext,
+        candidates: Vec<Candidate>,
+        now: Timestamp,
+    ) -> (Option<Assignment>, Vec<CandidateRecord>) {
+        let (cs, live) = self.live_candidates(candidates);
+        let (winner, records) = routing::choose(&cs, &live);
+        let Some(w) = winner else {
+            return (None, records);
+        };
+        let c = &cs[w];
+        let Some(e) = self.reps.get_mut(&c.rep_id) else {
+            return (None, records);
+        };
+        if e.period != c.period {
+            e.period = c.period.clone();
+            e.period_count = 0;
+        }
+        e.load += 1;
+        e.period_count += 1;
+        e.last_assigned_ms = Some(millis(now));
+        let a = Assignment {
+            lead_id: context.lead.id.clone(),
+            rep_id: c.rep_id.clone(),
+            pool: context.needs.pool.clone(),
+            state: AssignmentState::Open,
+            probability: context.probability,
+            segment: context.segment.clone(),
+            assigned_at_ms: millis(now),
+            closed_at_ms: None,
+        };
+        (Some(a), records)
+    }
+
+    fn position(&self, key: &QueueKey, pool: &str) -> u32 {
+        self.queues
+            .get(pool)
+            .map_or(0, |q| q.range(..=key.clone()).count() as u32)
+    }
+
+    fn release(&mut self, rep_id: &str) {
+        if let Some(e) = self.reps.get_mut(rep_id) {
+            e.load = e.load.saturating_sub(1);
+        }
+    }
+
+    fn pool_has_room(&self, pool: &str, now: Timestamp) -> bool {
+        self.reps.values().any(|e| {
+            e.rep.pool == pool
+                && e.rep.active
+                && e.load < e.rep.capacity
+                && e.rep
+                    .daily_quota
+                    .is_none_or(|q| e.live(&e.rep.period(now)).period_count < q)
+        })
+    }
+
+    fn drain(&mut self, pool: &str, now: Timestamp) -> Vec<Assignment> {
+        let mut drained = Vec::new();
+        let keys: Vec<QueueKey> = self
+            .queues
+            .get(pool)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default();
+        let reps = self.snapshot();
+        for key in keys {
+            if !self.pool_has_room(pool, now) {
+                break;
+            }
+            let Some(LeadEntry::Queued(_, ctx)) = self.leads.get(&key.2) else {
+                continue;
+            };
+            let ctx = ctx.clone();
+            let ranking = routing::rank(&reps, &ctx.needs, now, None);
+            if let (Some(a), _) = self.book(&ctx, ranking.candidates, now) {
+                if let Some(q) = self.queues.get_mut(pool) {
+                    q.remove(&key);
+                }
+                self.leads
+                    .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
+                drained.push(a);
+            }
+        }
+        drained
+    }
+
+    fn snapshot(&mut self) -> Arc<[Rep]> {
+        if let Some(s) = &self.snapshot {
+            return s.clone();
+        }
+        let s: Arc<[Rep]> = self.reps.values().map(|e| e.rep.clone()).collect();
+        self.snapshot = Some(s.clone());
+        s
+    }
+
+    fn open_count(&self, rep_id: &str) -> usize {
+        self.leads
+            .values()
+            .filter(|l| matches!(l, LeadEntry::Assigned(a, _) if a.is_open() && a.rep_id == rep_id))
+            .count()
+    }
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave half an operation behind (each operation
+        // mutates only after its checks), so a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl CapacityStore for MemoryStore {
+    async fn claim(&self, req: ClaimRequest) -> Result<Claim> {
+        let mut s = self.lock();
+        let id = req.context.lead.id.clone();
+        match s.leads.get(&id) {
+            Some(LeadEntry::Assigned(a, _)) => {
+                return Ok(Claim::Assigned {
+                    assignment: a.clone(),
+                    records: vec![],
+                    replayed: true,
+                });
+            }
+            Some(LeadEntry::Queued(key, ctx)) => {
+                let (key, pool) = (key.clone(), ctx.needs.pool.clone());
+                return Ok(Claim::Queued {
+                    position: s.position(&key, &pool),
+                    records: vec![],
+                    replayed: true,
+                });
+            }
+            None => {}
+        }
+        let (assigned, records) = s.book(&req.context, req.candidates, req.now);
+        match assigned {
+            Some(a) => {
+                s.leads
+                    .insert(id, LeadEntry::Assigned(a.clone(), req.context));
+                Ok(Claim::Assigned {
+                    assignment: a,
+                    records,
+                    replayed: false,
+                })
+            }
+            None => {
+                s.seq += 1;
+                let key = queue_key(req.context.probability, s.seq, &id);
+                let pool = req.context.needs.pool.clone();
+                s.queues
+                    .entry(pool.clone())
+                    .or_default()
+                    .insert(key.clone());
+                s.leads
+                    .insert(id, LeadEntry::Queued(key.clone(), req.context));
+                Ok(Claim::Queued {
+                    position: s.position(&key, &pool),
+                    records,
+                    replayed: false,
+                })
+            }
+        }
+    }
+
+    async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>> {
+        let s = self.lock();
+        Ok(s.leads.get(lead_id).map(|e| match e {
+            LeadEntry::Assigned(a, _) => LeadState::Assigned(a.clone()),
+            LeadEntry::Queued(key, ctx) => LeadState::Queued {
+                pool: ctx.needs.pool.clone(),
+                probability: ctx.probability,
+                position: s.position(key, &ctx.needs.pool),
+            },
+        }))
+    }
+
+    async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>> {
+        Ok(self.lock().leads.get(lead_id).map(|e| match e {
+            LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.clone(),
+        }))
+    }
+
+    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
+        let mut s = self.lock();
+        let (assignment, ctx) = match s.leads.get(lead_id) {
+            None => return Err(Error::not_found("lead", lead_id)),
+            Some(LeadEntry::Assigned(a, ctx)) => match a.state {
+                AssignmentState::Closed(o) if o == outcome => {
+                    return Ok(Closed {
+                        assignment: a.clone(),
+                        drained: vec![],
+                    });
+                }
+                AssignmentState::Closed(o) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "lead {lead_id:?} is already closed as {}",
+                        o.as_str()
+                    )));
+                }
+                AssignmentState::Open => (a.clone(), ctx.clone()),
+            },
+            Some(LeadEntry::Queued(key, ctx)) => {
+                let (key, ctx) = (key.clone(), ctx.clone());
+                if let Some(q) = s.queues.get_mut(&ctx.needs.pool) {
+                    q.remove(&key);
+                }
+                let a = Assignment {
+                    lead_id: lead_id.to_string(),
+                    rep_id: String::new(),
+                    pool: ctx.needs.pool.clone(),
+                    state: AssignmentState::Open,
+                    probability: ctx.probability,
+                    segment: ctx.segment.clone(),
+                    assigned_at_ms: millis(now),
+                    closed_at_ms: None,
+                };
+                (a, ctx)
+            }
+        };
+        if !assignment.rep_id.is_empty() {
+            s.release(&assignment.rep_id);
+        }
+        let mut closed = assignment;
+        closed.state = AssignmentState::Closed(outcome);
+        closed.closed_at_ms = Some(millis(now));
+        s.outcomes.push(OutcomeRecord {
+            context: ctx.clone(),
+            rep_id: closed.rep_id.clone(),
+            outcome,
+            closed_at_ms: millis(now),
+        });
+        s.leads.insert(
+            lead_id.to_string(),
+            LeadEntry::Assigned(closed.clone(), ctx),
+        );
+        let drained = s.drain(&closed.pool, now);
+        Ok(Closed {
+            assignment: closed,
+            drained,
+        })
+    }
+
+    async fn reassign(
+        &self,
+        lead_id: &str,
+        from_rep: &str,
+        candidates: Vec<Candidate>,
+        now: Timestamp,
+    ) -> Result<Reassigned> {
+        let mut s = self.lock();
+        let (previous, ctx) = match s.leads.get(lead_id) {
+            Some(LeadEntry::Assigned(a, ctx)) if a.is_open() && a.rep_id == from_rep => {
+                (a.clone(), ctx.clone())
+            }
+            Some(LeadEntry::Assigned(a, _)) if a.is_open() => {
+                return Err(Error::FailedPrecondition(format!(
+                    "lead {lead_id:?} moved to {:?} meanwhile; retry",
+                    a.rep_id
+                )));
+            }
+            Some(_) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "lead {lead_id:?} has no open assignment"
+                )));
+            }
+            None => return Err(Error::not_found("lead", lead_id)),
+        };
+        let (assigned, records) = s.book(&ctx, candidates, now);
+        let Some(assignment) = assigned else {
+            return Err(Error::FailedPrecondition(format!(
+                "no other rep can take lead {lead_id:?} now; it stays with {from_rep:?}"
+            )));
+        };
+        s.release(from_rep);
+        s.leads.insert(
+            lead_id.to_string(),
+            LeadEntry::Assigned(assignment.clone(), ctx),
+        );
+        let drained = s.drain(&previous.pool, now);
+        Ok(Reassigned {
+            previous,
+            assignment,
+            records,
+            drained,
+        })
+    }
+
+    async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
+        Ok(self.lock().drain(pool, now))
+    }
+
+    async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
+        Ok(self.lock().outcomes.clone())
+    }
+}
+
+#[async_trait]
+impl RepDirectory for MemoryStore {
+    async fn upsert_rep(&self, rep: Rep, now: Timestamp) -> Result<(RepStatus, Vec<Assignment>)> {
+        let mut s = self.lock();
+        if let Some(e) = s.reps.get(&rep.id)
+            && e.rep.pool != rep.pool
+            && s.open_count(&rep.id) > 0
+        {
+            // Moving a rep with open leads would strand them in the old pool.
+            return Err(Error::FailedPrecondition(format!(
+                "rep {:?} holds open assignments; close or reassign them before changing its pool",
+                rep.id
+            )));
+        }
+        let pool = rep.pool.clone();
+        match s.reps.get_mut(&rep.id) {
+            Some(e) => e.rep = rep.clone(),
+            None => {
+                let entry = RepEntry {
+                    rep: rep.clone(),
+                    load: 0,
+                    period: String::new(),
+                    period_count: 0,
+                    last_assigned_ms: None,
+                };
+                s.reps.insert(rep.id.clone(), entry);
+            }
+        }
+        s.snapshot = None;
+        let drained = s.drain(&pool, now);
+        let status = s
+            .reps
+            .get(&rep.id)
+            .map(|e| e.status(now))
+            .ok_or_else(|| Error::Internal("rep vanished".into()))?;
+        Ok((status, drained))
+    }
+
+    async fn rep(&self, rep_id: &str, now: Timestamp) -> Result<Option<RepStatus>> {
+        Ok(self.lock().reps.get(rep_id).map(|e| e.status(now)))
+    }
+
+    async fn reps(&self) -> Result<Arc<[Rep]>> {
+        Ok(self.lock().snapshot())
+    }
+
+    async fn rep_statuses(&self, pool: Option<&str>, now: Timestamp) -> Result<Vec<RepStatus>> {
+        Ok(self
+            .lock()
+            .reps
+            .values()
+            .filter(|e| pool.is_none_or(|p| e.rep.pool == p))
+            .map(|e| e.status(now))
+            .collect())
+    }
+
+    async fn delete_rep(&self, rep_id: &str) -> Result<()> {
+        let mut s = self.lock();
+        if !s.reps.contains_key(rep_id) {
+            return Err(Error::not_found("rep", rep_id));
+        }
+        let open = s.open_count(rep_id);
+        if open > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "rep {rep_id:?} holds {open} open assignments; close or reassign them first"
+            )));
+        }
+        s.reps.remove(rep_id);
+        s.snapshot = None;
+        Ok(())
+    }
+
+    async fn set_active(
+        &self,
+        rep_id: &str,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<(RepStatus, Vec<Assignment>)> {
+        let mut s = self.lock();
+        let e = s
+            .reps
+            .get_mut(rep_id)
+            .ok_or_else(|| Error::not_found("rep", rep_id))?;
+        e.rep.active = active;
+        let pool = e.rep.pool.clone();
+        s.snapshot = None;
+        let drained = if active { s.drain(&pool, now) } else { vec![] };
+        let status = s
+            .reps
+            .get(rep_id)
+            .map(|e| e.status(now))
+            .ok_or_else(|| Error::Internal("rep vanished".into()))?;
+        Ok((status, drained))
+    }
+}

@@ -1,0 +1,263 @@
+//! Offline training: read a CSV, fit the feature spec and a logistic model, measure the
+//! holdout, and write a sealed artifact. Same data + same options = byte-identical output.
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::features::{self, FeatureDef, FeatureSpec, FittedSpec, Record};
+use crate::domain::model::{Artifact, FORMAT_VERSION, Metrics, Model, TrainingInfo};
+
+pub mod data;
+pub mod fit;
+pub mod metrics;
+pub mod split;
+
+pub use data::Table;
+
+/// Everything `leadrouter train` accepts.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub label: String,
+    /// Label value that counts as a conversion; inferred for yes/no, true/false, 1/0 labels.
+    pub positive: Option<String>,
+    pub delimiter: Option<u8>,
+    pub exclude: Vec<String>,
+    pub spec: Option<FeatureSpec>,
+    pub seed: u64,
+    pub holdout_fraction: f64,
+    /// Inverse L2 strength (scikit-learn's C).
+    pub c: f64,
+    pub created_at: Option<String>,
+}
+
+/// What training produced.
+pub struct Trained {
+    pub artifact: Artifact,
+    /// The canonical file bytes.
+    pub bytes: Vec<u8>,
+    /// The spec used (inferred or given), before fitting.
+    pub spec: FeatureSpec,
+}
+
+pub type TrainResult<T> = Result<T, String>;
+
+/// A CSV row seen through a mapping from feature index to column index.
+pub struct Row<'a> {
+    pub cells: &'a [String],
+    pub columns: &'a [usize],
+}
+
+impl Record for Row<'_> {
+    fn cell(&self, index: usize, _name: &str) -> Option<features::Cell<'_>> {
+        self.columns
+            .get(index)
+            .and_then(|&c| self.cells.get(c))
+            .map(|s| features::Cell::Str(s))
+    }
+}
+
+/// Infers a spec from the table: every column but the label and the excluded ones.
+pub fn infer_spec(table: &Table, label: &str, exclude: &[String]) -> FeatureSpec {
+    let features = table
+        .headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.as_str() != label && !exclude.iter().any(|e| e == *h))
+        .map(|(i, h)| FeatureDef {
+            name: h.clone(),
+            kind: features::infer_kind(table.rows.iter().map(|r| r[i].as_str())),
+        })
+        .collect();
+    FeatureSpec { features }
+}
+
+/// Maps each spec feature to its column; unknown names are an error.
+pub fn column_map(table: &Table, spec: &FeatureSpec) -> TrainResult<Vec<usize>> {
+    spec.features
+        .iter()
+        .map(|f| {
+            table
+                .column(&f.name)
+                .ok_or_else(|| format!("feature {:?} is not a column of the data", f.name))
+        })
+        .collect()
+}
+
+/// Dense design matrix of `rows` (row-major), using a fitted spec.
+pub fn design(
+    table: &Table,
+    spec: &FittedSpec,
+    columns: &[usize],
+    rows: &[usize],
+) -> TrainResult<Vec<f64>> {
+    let n = spec.n_columns();
+    let mut x = vec![0.0; rows.len() * n];
+    for (k, &r) in rows.iter().enumerate() {
+        let row = Row {
+            cells: &table.rows[r],
+            columns,
+        };
+        spec.extract_into(&row, &mut x[k * n..(k + 1) * n])
+            .map_err(|e| format!("row {}: {e}", r + 2))?;
+    }
+    Ok(x)
+}
+
+fn fingerprint(path: &Path) -> TrainResult<String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Probability thresholds that put the top 10 % of holdout leads in A, the next 20 % in B and
+/// the next 30 % in C.
+fn grade_thresholds(probabilities: &[f64]) -> [f64; 3] {
+    let mut p = probabilities.to_vec();
+    p.sort_by(|a, b| b.total_cmp(a));
+    let at = |q: f64| {
+        p.get(((p.len() as f64 * q) as usize).min(p.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.5)
+    };
+    [at(0.1), at(0.3), at(0.6)]
+}
+
+pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
+    if !(opts.c.is_finite() && opts.c > 0.0) {
+        return Err("--C must be a positive number".into());
+    }
+    if !(opts.holdout_fraction > 0.0 && opts.holdout_fraction < 1.0) {
+        return Err("--holdout must be between 0 and 1".into());
+    }
+    let table = data::read(&opts.data, opts.delimiter)?;
+    let labels = data::labels(&table, &opts.label, opts.positive.as_deref())?;
+    let spec = match &opts.spec {
+        Some(s) => s.clone(),
+        None => infer_spec(&table, &opts.label, &opts.exclude),
+    };
+    if spec.features.iter().any(|f| f.name == opts.label) {
+        return Err(format!(
+            "the label {:?} cannot also be a feature",
+            opts.label
+        ));
+    }
+    let columns = column_map(&table, &spec)?;
+    let (train_idx, holdout_idx) =
+        split::stratified(&labels.values, opts.holdout_fraction, opts.seed);
+    let train_rows: Vec<Row> = train_idx
+        .iter()
+        .map(|&r| Row {
+            cells: &table.rows[r],
+            columns: &columns,
+        })
+        .collect();
+    let fitted = features::fit(&spec, &train_rows)?;
+    let x_train = design(&table, &fitted, &columns, &train_idx)?;
+    let y_train: Vec<bool> = train_idx.iter().map(|&r| labels.values[r]).collect();
+    let (weights, intercept) = fit::fit(&x_train, &y_train, fitted.n_columns(), opts.c)?;
+    drop(x_train);
+
+    let x_hold = design(&table, &fitted, &columns, &holdout_idx)?;
+    let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
+    let mut artifact = Artifact {
+        format_version: FORMAT_VERSION,
+        model_version: String::new(),
+        created_at: opts.created_at.clone(),
+        data_fingerprint: fingerprint(&opts.data)?,
+        training: TrainingInfo {
+            source: opts
+                .data
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            label: opts.label.clone(),
+            positive: labels.positive.clone(),
+            seed: opts.seed,
+            holdout_fraction: opts.holdout_fraction,
+            c: opts.c,
+            rows_train: train_idx.len() as u64,
+            rows_holdout: holdout_idx.len() as u64,
+            excluded: opts.exclude.clone(),
+        },
+        spec: fitted,
+        weights,
+        intercept,
+        grade_thresholds: [1.0, 1.0, 1.0],
+        holdout: Metrics {
+            auc: 0.0,
+            log_loss: 0.0,
+            brier: 0.0,
+            n: 0,
+            base_rate: 0.0,
+            calibration: vec![],
+        },
+    };
+    let model = Model::new(artifact.clone());
+    let n = artifact.spec.n_columns();
+    let p: Vec<f64> = x_hold.chunks(n).map(|row| model.predict_row(row)).collect();
+    artifact.holdout = metrics::evaluate(&p, &y_hold);
+    artifact.grade_thresholds = grade_thresholds(&p);
+    let (artifact, bytes) = artifact.seal();
+    Ok(Trained {
+        artifact,
+        bytes,
+        spec,
+    })
+}
+
+/// Which rows `evaluate` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalRows {
+    /// The artifact's own holdout split when the file is its training data, else every row.
+    Auto,
+    All,
+}
+
+/// Scores `data` with `artifact` and returns its metrics plus which rows were used.
+pub fn evaluate(
+    artifact: &Artifact,
+    data: &Path,
+    label: &str,
+    positive: Option<&str>,
+    delimiter: Option<u8>,
+    rows: EvalRows,
+) -> TrainResult<(Metrics, &'static str)> {
+    let table = data::read(data, delimiter)?;
+    let positive = positive
+        .or(Some(artifact.training.positive.as_str()).filter(|_| label == artifact.training.label));
+    let labels = data::labels(&table, label, positive)?;
+    let spec = &artifact.spec;
+    let names = FeatureSpec {
+        features: spec
+            .features()
+            .iter()
+            .map(|f| FeatureDef {
+                name: f.name.clone(),
+                kind: features::FeatureKind::Bool,
+            })
+            .collect(),
+    };
+    let columns = column_map(&table, &names)?;
+    let same_data = fingerprint(data)? == artifact.data_fingerprint;
+    let (idx, used) = if rows == EvalRows::Auto && same_data {
+        let (_, hold) = split::stratified(
+            &labels.values,
+            artifact.training.holdout_fraction,
+            artifact.training.seed,
+        );
+        (hold, "holdout")
+    } else {
+        ((0..table.rows.len()).collect(), "all")
+    };
+    let x = design(&table, spec, &columns, &idx)?;
+    let model = Model::new(artifact.clone());
+    let p: Vec<f64> = x
+        .chunks(spec.n_columns().max(1))
+        .map(|row| model.predict_row(row))
+        .collect();
+    let y: Vec<bool> = idx.iter().map(|&r| labels.values[r]).collect();
+    Ok((metrics::evaluate(&p, &y), used))
+}

@@ -1,0 +1,116 @@
+//! Reading training CSVs (plain or gzip) and their labels.
+use std::io::Read;
+use std::path::Path;
+
+use crate::domain::lead::parse_bool;
+
+/// A whole CSV in memory: header plus rows of trimmed cells.
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+}
+
+/// Reads `path` (gzip when it ends in .gz). Without a delimiter, picks `;` or `,` by which one
+/// splits the header into more fields.
+pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut text = Vec::new();
+    let read = if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::MultiGzDecoder::new(file).read_to_end(&mut text)
+    } else {
+        std::io::BufReader::new(file).read_to_end(&mut text)
+    };
+    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let delimiter = delimiter.unwrap_or_else(|| {
+        let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+        let count = |d: u8| first.iter().filter(|b| **b == d).count();
+        if count(b';') > count(b',') {
+            b';'
+        } else {
+            b','
+        }
+    });
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_slice());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("{}: bad header: {e}", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        if rec.len() != headers.len() {
+            return Err(format!(
+                "{}: line {} has {} fields, the header has {}",
+                path.display(),
+                i + 2,
+                rec.len(),
+                headers.len()
+            ));
+        }
+        rows.push(rec.iter().map(str::to_string).collect());
+    }
+    if rows.is_empty() {
+        return Err(format!("{} has no data rows", path.display()));
+    }
+    Ok(Table { headers, rows })
+}
+
+pub struct Labels {
+    pub values: Vec<bool>,
+    /// The label text that counts as positive.
+    pub positive: String,
+}
+
+/// Reads the label column as booleans. Without `positive`, a yes/no, true/false or 1/0 column
+/// is understood; anything else must name its positive value.
+pub fn labels(table: &Table, label: &str, positive: Option<&str>) -> Result<Labels, String> {
+    let col = table.column(label).ok_or_else(|| {
+        format!(
+            "label column {label:?} not found; columns are: {}",
+            table.headers.join(", ")
+        )
+    })?;
+    let positive = match positive {
+        Some(p) => p.to_string(),
+        None => {
+            let mut distinct: Vec<&str> = table.rows.iter().map(|r| r[col].as_str()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() > 2 || distinct.iter().any(|v| parse_bool(v).is_none()) {
+                return Err(format!(
+                    "label {label:?} has values {:?}; pass --positive VALUE",
+                    distinct.iter().take(5).collect::<Vec<_>>()
+                ));
+            }
+            distinct
+                .iter()
+                .find(|v| parse_bool(v) == Some(true))
+                .map_or("true".into(), |v| v.to_string())
+        }
+    };
+    let values: Vec<bool> = table
+        .rows
+        .iter()
+        .map(|r| r[col].eq_ignore_ascii_case(&positive))
+        .collect();
+    let pos = values.iter().filter(|v| **v).count();
+    if pos == 0 || pos == values.len() {
+        return Err(format!(
+            "label {label:?} has a single class ({pos} of {} rows are {positive:?})",
+            values.len()
+        ));
+    }
+    Ok(Labels { values, positive })
+}

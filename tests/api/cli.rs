@@ -1,0 +1,162 @@
+//! The training CLI: train -> evaluate -> reload, refusals, and byte-identical retraining.
+use std::path::Path;
+use std::process::Command;
+
+use leadrouter::domain::model::Artifact;
+use leadrouter::grpc::pb;
+
+use crate::helpers::*;
+
+fn leadrouter(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+/// The first `rows` data rows of the bank data, as a plain CSV in `dir`.
+fn bank_sample(dir: &Path, rows: usize) -> std::path::PathBuf {
+    use std::io::Read;
+    let f =
+        std::fs::File::open(repo_path("data/bank-marketing/bank-additional-full.csv.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut text)
+        .unwrap();
+    // The file is ordered by date; take every 8th row to keep both classes.
+    let mut lines = text.lines();
+    let mut out = vec![lines.next().unwrap()];
+    out.extend(lines.step_by(8).take(rows));
+    let path = dir.join("sample.csv");
+    std::fs::write(&path, out.join("\n")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn train_evaluate_reload_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bank_sample(dir.path(), 4000);
+    let out = dir.path().join("m.json");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let r = leadrouter(&[
+        "train",
+        "--data",
+        d,
+        "--label",
+        "y",
+        "--exclude",
+        "duration",
+        "--seed",
+        "7",
+        "--print-spec",
+        "--out",
+        o,
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let spec =
+        leadrouter::domain::features::FeatureSpec::from_toml(&String::from_utf8(r.stdout).unwrap())
+            .unwrap();
+    assert!(
+        spec.features
+            .iter()
+            .all(|f| f.name != "duration" && f.name != "y")
+    );
+    let artifact = Artifact::from_json(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(artifact.training.rows_holdout, 800);
+    assert!(artifact.holdout.auc > 0.6, "auc {}", artifact.holdout.auc);
+
+    let r = leadrouter(&["evaluate", "--model", o, "--data", d, "--label", "y"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(m["rows"], "holdout");
+    assert_eq!(
+        m["auc"].as_f64().unwrap(),
+        artifact.holdout.auc,
+        "evaluate agrees with the artifact"
+    );
+    assert_eq!(m["log_loss"].as_f64().unwrap(), artifact.holdout.log_loss);
+    assert_eq!(m["n"].as_u64().unwrap(), 800);
+    let r = leadrouter(&[
+        "evaluate",
+        "--model",
+        o,
+        "--data",
+        d,
+        "--label",
+        "y",
+        "--all-rows",
+    ]);
+    let m: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(
+        (m["rows"].as_str(), m["n"].as_u64()),
+        (Some("all"), Some(4000))
+    );
+
+    let app = spawn_app().await;
+    let resp = app
+        .models()
+        .reload_model(pb::ReloadModelRequest { path: o.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.model.unwrap().model_version, artifact.model_version);
+    let d = submit(&app, good_lead("after-reload")).await.unwrap();
+    assert_eq!(d.score.unwrap().model_version, artifact.model_version);
+}
+
+#[test]
+fn train_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bank_sample(dir.path(), 500);
+    let d = data.to_str().unwrap();
+    let o = dir.path().join("x.json");
+    let o = o.to_str().unwrap();
+    let r = leadrouter(&["train", "--data", d, "--label", "nope", "--out", o]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("label column \"nope\" not found"));
+    let r = leadrouter(&["train", "--data", d, "--label", "job", "--out", o]);
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("--positive"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let r = leadrouter(&[
+        "train",
+        "--data",
+        "/no/file.csv",
+        "--label",
+        "y",
+        "--out",
+        o,
+    ]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("/no/file.csv"));
+    let r = leadrouter(&["train", "--data", d, "--label", "y", "--C", "0", "--out", o]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--C"));
+    assert!(!Path::new(o).exists(), "no artifact is written on error");
+}
+
+/// The command in models/README.md rebuilds models/bank-default.json byte for byte.
+#[test]
+fn shipped_model_is_reproducible_byte_for_byte() {
+    let readme = std::fs::read_to_string(repo_path("models/README.md")).unwrap();
+    let cmd = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("leadrouter train"))
+        .expect("models/README.md gives the train command");
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    let out_at = args.iter().position(|a| *a == "--out").unwrap() + 1;
+    assert_eq!(args[out_at], "models/bank-default.json");
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("again.json");
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args[out_at] = fresh.display().to_string();
+    let r = leadrouter(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let shipped = std::fs::read(shipped_model()).unwrap();
+    assert!(
+        std::fs::read(&fresh).unwrap() == shipped,
+        "retraining changed the artifact"
+    );
+}

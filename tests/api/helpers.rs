@@ -1,0 +1,244 @@
+//! Spawning a server on a free port, clients, and builders for leads and reps.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use leadrouter::app::App;
+use leadrouter::config::Settings;
+use leadrouter::engine::Engine;
+use leadrouter::grpc::pb::{
+    self, lead_service_client::LeadServiceClient, model_service_client::ModelServiceClient,
+    rep_service_client::RepServiceClient, routing_service_client::RoutingServiceClient,
+};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn shipped_model() -> PathBuf {
+    repo_path("models/bank-default.json")
+}
+
+/// A Friday, 11:00 in Chicago: inside every example shift.
+pub fn friday() -> jiff::Timestamp {
+    "2026-11-27T17:00:00Z".parse().unwrap()
+}
+
+pub struct TestApp {
+    pub channel: Channel,
+    pub engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for tests: free port, shipped model, no reps unless a test adds them.
+pub fn test_settings() -> Settings {
+    let mut s = Settings::load(None).unwrap();
+    s.server.addr = "127.0.0.1:0".into();
+    s.model.path = shipped_model().display().to_string();
+    s.reps.file = String::new();
+    s.server.shutdown_grace_ms = 2000;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(test_settings()).await
+}
+
+pub async fn spawn_with(settings: Settings) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        leadrouter::telemetry::init(&settings.log);
+    }
+    let app = App::build_with_clock(settings, Arc::new(friday))
+        .await
+        .expect("app builds");
+    let addr = app.local_addr();
+    let engine = app.engine();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
+    TestApp {
+        channel,
+        engine,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn leads(&self) -> LeadServiceClient<Channel> {
+        LeadServiceClient::new(self.channel.clone())
+    }
+    pub fn routing(&self) -> RoutingServiceClient<Channel> {
+        RoutingServiceClient::new(self.channel.clone())
+    }
+    pub fn reps(&self) -> RepServiceClient<Channel> {
+        RepServiceClient::new(self.channel.clone())
+    }
+    pub fn models(&self) -> ModelServiceClient<Channel> {
+        ModelServiceClient::new(self.channel.clone())
+    }
+
+    /// Stops the server and waits for it to finish draining.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    pub async fn add_rep(&self, rep: pb::Rep) -> pb::UpsertRepResponse {
+        self.reps()
+            .upsert_rep(pb::UpsertRepRequest { rep: Some(rep) })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn load_of(&self, rep_id: &str) -> u32 {
+        self.reps()
+            .get_rep(pb::GetRepRequest {
+                rep_id: rep_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .load
+    }
+}
+
+pub fn rep(id: &str, capacity: i32, skills: &[(&str, f64)]) -> pb::Rep {
+    pb::Rep {
+        id: id.into(),
+        name: id.into(),
+        pool: "default".into(),
+        skills: skills.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        capacity,
+        daily_quota: None,
+        active: true,
+        shift: None,
+    }
+}
+
+pub fn s(v: &str) -> pb::AttributeValue {
+    pb::AttributeValue {
+        kind: Some(pb::attribute_value::Kind::StringValue(v.into())),
+    }
+}
+pub fn n(v: f64) -> pb::AttributeValue {
+    pb::AttributeValue {
+        kind: Some(pb::attribute_value::Kind::NumberValue(v)),
+    }
+}
+pub fn b(v: bool) -> pb::AttributeValue {
+    pb::AttributeValue {
+        kind: Some(pb::attribute_value::Kind::BoolValue(v)),
+    }
+}
+
+/// A lead with a full set of bank-marketing attributes: a retired client previously converted,
+/// contacted by cellular in a low-rate month; the model should like it.
+pub fn good_lead(id: &str) -> pb::Lead {
+    lead(
+        id,
+        &[
+            ("age", n(65.0)),
+            ("job", s("retired")),
+            ("marital", s("married")),
+            ("education", s("university.degree")),
+            ("default", s("no")),
+            ("housing", s("no")),
+            ("loan", s("no")),
+            ("contact", s("cellular")),
+            ("month", s("oct")),
+            ("day_of_week", s("wed")),
+            ("campaign", n(1.0)),
+            ("pdays", n(3.0)),
+            ("previous", n(2.0)),
+            ("poutcome", s("success")),
+            ("emp.var.rate", n(-3.4)),
+            ("cons.price.idx", n(92.431)),
+            ("cons.conf.idx", n(-26.9)),
+            ("euribor3m", n(0.754)),
+            ("nr.employed", n(5017.5)),
+        ],
+    )
+}
+
+/// A lead the model should dislike: many calls, never converted, high-rate May.
+pub fn poor_lead(id: &str) -> pb::Lead {
+    lead(
+        id,
+        &[
+            ("age", n(35.0)),
+            ("job", s("blue-collar")),
+            ("contact", s("telephone")),
+            ("month", s("may")),
+            ("campaign", n(12.0)),
+            ("pdays", n(999.0)),
+            ("previous", n(0.0)),
+            ("poutcome", s("nonexistent")),
+            ("emp.var.rate", n(1.1)),
+            ("cons.price.idx", n(93.994)),
+            ("cons.conf.idx", n(-36.4)),
+            ("euribor3m", n(4.857)),
+            ("nr.employed", n(5191.0)),
+        ],
+    )
+}
+
+pub fn lead(id: &str, attrs: &[(&str, pb::AttributeValue)]) -> pb::Lead {
+    pb::Lead {
+        id: id.into(),
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    }
+}
+
+pub fn with(mut l: pb::Lead, attrs: &[(&str, pb::AttributeValue)]) -> pb::Lead {
+    for (k, v) in attrs {
+        l.attributes.insert(k.to_string(), v.clone());
+    }
+    l
+}
+
+pub async fn submit(app: &TestApp, lead: pb::Lead) -> Result<pb::DecisionRecord, tonic::Status> {
+    app.leads()
+        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })
+        .await
+        .map(|r| r.into_inner().decision.unwrap())
+}
+
+pub fn status_of(d: &pb::DecisionRecord) -> pb::RoutingStatus {
+    d.routing.as_ref().unwrap().status()
+}
+
+pub fn rep_of(d: &pb::DecisionRecord) -> String {
+    d.routing
+        .as_ref()
+        .unwrap()
+        .assignment
+        .as_ref()
+        .map(|a| a.rep_id.clone())
+        .unwrap_or_default()
+}
+
+/// Asserts an INVALID_ARGUMENT whose message names `field`.
+pub fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &str) {
+    let e = r.expect_err("expected INVALID_ARGUMENT");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains(field),
+        "message {:?} should name {field}",
+        e.message()
+    );
+}

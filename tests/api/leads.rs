@@ -1,0 +1,282 @@
+//! LeadService: scoring, explanation, segments, submit, the bulk stream, and bad input.
+use leadrouter::grpc::pb;
+use tokio_stream::StreamExt;
+
+use crate::helpers::*;
+
+async fn score(app: &TestApp, lead: pb::Lead) -> Result<pb::DecisionRecord, tonic::Status> {
+    app.leads()
+        .score_lead(pb::ScoreLeadRequest { lead: Some(lead) })
+        .await
+        .map(|r| r.into_inner().decision.unwrap())
+}
+
+#[tokio::test]
+async fn score_lead_explains_and_segments() {
+    let app = spawn_app().await;
+    let version = app.engine.model().unwrap().model.version().to_string();
+    let good = score(&app, good_lead("g")).await.unwrap();
+    let poor = score(&app, poor_lead("p")).await.unwrap();
+    let (gs, ps) = (good.score.clone().unwrap(), poor.score.clone().unwrap());
+    assert!(gs.probability > 0.3 && gs.probability < 1.0, "{gs:?}");
+    assert!(ps.probability < 0.1, "{ps:?}");
+    assert_eq!(gs.score, (gs.probability * 100.0).round() as u32);
+    assert_eq!(gs.grade, "A");
+    assert_eq!(ps.grade, "D");
+    assert_eq!(gs.model_version, version);
+    assert!(!gs.cold_start);
+    assert!(!gs.top_positive.is_empty() && gs.top_positive.len() <= 3);
+    assert!(
+        gs.top_positive
+            .windows(2)
+            .all(|w| w[0].contribution >= w[1].contribution)
+    );
+    assert!(ps.top_negative.iter().all(|c| c.contribution < 0.0));
+    assert!(
+        ps.top_negative
+            .iter()
+            .any(|c| c.attribute == "nr.employed" || c.attribute == "month"),
+        "{ps:?}"
+    );
+    let seg = good.segment.unwrap();
+    assert_eq!(
+        (seg.name.as_str(), seg.rule.as_str()),
+        ("qualified", "high_probability")
+    );
+    assert_eq!(poor.segment.unwrap().name, "unqualified");
+    assert!(good.routing.is_none(), "ScoreLead must not route");
+    // Nothing was stored.
+    let e = app
+        .routing()
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "g".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn price_objection_wins_over_probability() {
+    let app = spawn_app().await;
+    let d = score(&app, with(good_lead("g"), &[("price_objection", b(true))]))
+        .await
+        .unwrap();
+    let seg = d.segment.unwrap();
+    assert_eq!(
+        (seg.name.as_str(), seg.rule.as_str()),
+        ("price_sensitive", "price_objection")
+    );
+    let d = score(&app, with(poor_lead("p"), &[("budget", n(1200.0))]))
+        .await
+        .unwrap();
+    assert_eq!(d.segment.unwrap().rule, "budget_below_floor");
+}
+
+#[tokio::test]
+async fn submit_lead_routes_with_a_decision_record() {
+    let app = spawn_app().await;
+    app.add_rep(rep(
+        "fin",
+        5,
+        &[("industry:finance", 1.0), ("language:en", 1.0)],
+    ))
+    .await;
+    app.add_rep(rep(
+        "ret",
+        5,
+        &[("industry:retail", 1.0), ("language:en", 1.0)],
+    ))
+    .await;
+    app.add_rep(rep(
+        "de",
+        5,
+        &[("industry:finance", 1.0), ("language:de", 1.0)],
+    ))
+    .await;
+    let d = submit(
+        &app,
+        with(
+            good_lead("l1"),
+            &[("industry", s("Finance")), ("language", s("en"))],
+        ),
+    )
+    .await
+    .unwrap();
+    let r = d.routing.clone().unwrap();
+    assert_eq!(r.status(), pb::RoutingStatus::Assigned);
+    assert_eq!(rep_of(&d), "fin");
+    assert_eq!(d.required_skills, ["language:en"]);
+    let verdict = |id: &str| {
+        r.candidates
+            .iter()
+            .find(|c| c.rep_id == id)
+            .unwrap()
+            .verdict()
+    };
+    assert_eq!(verdict("fin"), pb::CandidateVerdict::Chosen);
+    assert_eq!(verdict("ret"), pb::CandidateVerdict::LowerMatch);
+    assert_eq!(verdict("de"), pb::CandidateVerdict::MissingRequiredSkill);
+    let a = r.assignment.unwrap();
+    assert_eq!(a.state(), pb::AssignmentState::Open);
+    assert!((a.probability - d.score.unwrap().probability).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn price_sensitive_leads_need_a_negotiator() {
+    let app = spawn_app().await;
+    app.add_rep(rep("plain", 5, &[("segment:price_sensitive", 1.0)]))
+        .await;
+    app.add_rep(rep("closer", 5, &[("negotiation", 0.7)])).await;
+    let d = submit(&app, with(good_lead("l"), &[("price_objection", b(true))]))
+        .await
+        .unwrap();
+    assert_eq!(rep_of(&d), "closer");
+    assert_eq!(d.required_skills, ["negotiation"]);
+}
+
+#[tokio::test]
+async fn bad_leads_are_refused_naming_the_field_and_store_nothing() {
+    let app = spawn_app().await;
+    app.add_rep(rep("r", 5, &[])).await;
+    let cases: Vec<(pb::Lead, &str)> = vec![
+        (lead("", &[]), "lead.id"),
+        (lead(&"x".repeat(129), &[]), "lead.id"),
+        (
+            lead("bad-nan", &[("age", n(f64::NAN))]),
+            "lead.attributes[age]",
+        ),
+        (
+            lead("bad-inf", &[("age", n(f64::INFINITY))]),
+            "lead.attributes[age]",
+        ),
+        (
+            lead("bad-type", &[("age", s("old"))]),
+            "lead.attributes[age]",
+        ),
+        (
+            lead("bad-empty", &[("job", pb::AttributeValue { kind: None })]),
+            "lead.attributes[job]",
+        ),
+        (
+            lead("bad-long", &[("job", s(&"j".repeat(2000)))]),
+            "lead.attributes[job]",
+        ),
+    ];
+    for (l, field) in cases {
+        let id = l.id.clone();
+        assert_invalid(submit(&app, l.clone()).await, field);
+        assert_invalid(
+            app.leads()
+                .score_lead(pb::ScoreLeadRequest { lead: Some(l) })
+                .await,
+            field,
+        );
+        if !id.is_empty() && id.len() <= 128 {
+            let e = app
+                .routing()
+                .get_assignment(pb::GetAssignmentRequest { lead_id: id })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code(),
+                tonic::Code::NotFound,
+                "a refused lead must not be stored"
+            );
+        }
+    }
+    let many: Vec<(String, pb::AttributeValue)> =
+        (0..300).map(|i| (format!("a{i}"), n(1.0))).collect();
+    let big = pb::Lead {
+        id: "many".into(),
+        attributes: many.into_iter().collect(),
+    };
+    assert_invalid(submit(&app, big).await, "lead.attributes");
+    assert_invalid(
+        app.leads()
+            .submit_lead(pb::SubmitLeadRequest { lead: None })
+            .await,
+        "lead",
+    );
+    assert_eq!(
+        app.load_of("r").await,
+        0,
+        "no capacity may leak from refused leads"
+    );
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let mut settings = test_settings();
+    settings.server.max_message_bytes = 4096;
+    let app = spawn_with(settings).await;
+    let attrs: Vec<(String, pb::AttributeValue)> = (0..100)
+        .map(|i| (format!("attr{i}"), s(&"v".repeat(100))))
+        .collect();
+    let big = pb::Lead {
+        id: "big".into(),
+        attributes: attrs.into_iter().collect(),
+    };
+    let e = app
+        .leads()
+        .score_lead(pb::ScoreLeadRequest { lead: Some(big) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::OutOfRange, "{e:?}");
+    // The server is still fine afterwards.
+    assert!(
+        app.leads()
+            .score_lead(pb::ScoreLeadRequest {
+                lead: Some(good_lead("ok"))
+            })
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn submit_leads_stream_answers_each_lead_and_survives_bad_ones() {
+    let app = spawn_app().await;
+    app.add_rep(rep("r", 3, &[])).await;
+    let mut leads: Vec<pb::Lead> = (0..6).map(|i| good_lead(&format!("s{i}"))).collect();
+    leads.insert(2, lead("bad", &[("age", n(f64::NAN))]));
+    leads.insert(4, lead("", &[]));
+    let reqs: Vec<pb::SubmitLeadsRequest> = leads
+        .into_iter()
+        .map(|l| pb::SubmitLeadsRequest { lead: Some(l) })
+        .collect();
+    let mut stream = app
+        .leads()
+        .submit_leads(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut results = Vec::new();
+    while let Some(msg) = stream.next().await {
+        results.push(msg.unwrap());
+    }
+    let ids: Vec<&str> = results.iter().map(|r| r.lead_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["s0", "s1", "bad", "s2", "", "s3", "s4", "s5"],
+        "answers come in request order"
+    );
+    use pb::submit_leads_response::Result as R;
+    let mut assigned = 0;
+    let mut queued = 0;
+    for r in &results {
+        match r.result.as_ref().unwrap() {
+            R::Error(e) => {
+                assert_eq!(e.code, tonic::Code::InvalidArgument as i32);
+                assert!(e.message.contains("lead."), "{e:?}");
+            }
+            R::Decision(d) => match status_of(d) {
+                pb::RoutingStatus::Assigned => assigned += 1,
+                pb::RoutingStatus::Queued => queued += 1,
+                s => panic!("unexpected {s:?}"),
+            },
+        }
+    }
+    assert_eq!((assigned, queued), (3, 3));
+    assert_eq!(app.load_of("r").await, 3);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: a real tonic client against a server bound to 127.0.0.1:0.
+mod cli;
+mod concurrency;
+mod helpers;
+mod leads;
+mod lifecycle;
+mod models;
+mod reps;
+mod routing;
+mod store_contract;

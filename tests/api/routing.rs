@@ -1,0 +1,199 @@
+//! RoutingService: idempotency, reading, closing with queue drain, reassigning.
+use leadrouter::grpc::pb;
+
+use crate::helpers::*;
+
+async fn close(
+    app: &TestApp,
+    id: &str,
+    outcome: pb::Outcome,
+) -> Result<pb::CloseAssignmentResponse, tonic::Status> {
+    app.routing()
+        .close_assignment(pb::CloseAssignmentRequest {
+            lead_id: id.into(),
+            outcome: outcome.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn get(app: &TestApp, id: &str) -> Result<pb::GetAssignmentResponse, tonic::Status> {
+    app.routing()
+        .get_assignment(pb::GetAssignmentRequest { lead_id: id.into() })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn retries_return_the_same_assignment_and_count_once() {
+    let app = spawn_app().await;
+    app.add_rep(rep("a", 5, &[])).await;
+    app.add_rep(rep("b", 5, &[])).await;
+    let first = submit(&app, good_lead("l")).await.unwrap();
+    let again = submit(&app, good_lead("l")).await.unwrap();
+    let via_crm = app
+        .routing()
+        .assign_lead(pb::AssignLeadRequest {
+            lead: Some(good_lead("l")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decision
+        .unwrap();
+    let a1 = first.routing.as_ref().unwrap().assignment.clone().unwrap();
+    for d in [&again, &via_crm] {
+        let r = d.routing.as_ref().unwrap();
+        assert!(r.replayed);
+        assert_eq!(r.assignment.as_ref().unwrap(), &a1);
+    }
+    assert!(!first.routing.unwrap().replayed);
+    assert_eq!(app.load_of("a").await + app.load_of("b").await, 1);
+}
+
+#[tokio::test]
+async fn full_reps_queue_leads_with_reasons() {
+    let app = spawn_app().await;
+    app.add_rep(rep("a", 1, &[])).await;
+    let mut off = rep("off", 5, &[]);
+    off.active = false;
+    app.add_rep(off).await;
+    submit(&app, good_lead("l1")).await.unwrap();
+    let d = submit(&app, good_lead("l2")).await.unwrap();
+    let r = d.routing.unwrap();
+    assert_eq!(r.status(), pb::RoutingStatus::Queued);
+    assert_eq!(r.queue_position, 1);
+    assert!(r.assignment.is_none());
+    let a = r.candidates.iter().find(|c| c.rep_id == "a").unwrap();
+    assert_eq!(
+        (a.verdict(), a.load, a.capacity),
+        (pb::CandidateVerdict::AtCapacity, 1, 1)
+    );
+    let off = r.candidates.iter().find(|c| c.rep_id == "off").unwrap();
+    assert_eq!(off.verdict(), pb::CandidateVerdict::Inactive);
+    let g = get(&app, "l2").await.unwrap();
+    assert_eq!(
+        (g.status(), g.queue_position, g.pool.as_str()),
+        (pb::RoutingStatus::Queued, 1, "default")
+    );
+}
+
+#[tokio::test]
+async fn closing_frees_capacity_and_drains_highest_probability_first() {
+    let app = spawn_app().await;
+    app.add_rep(rep("r", 1, &[])).await;
+    submit(&app, poor_lead("holder")).await.unwrap();
+    submit(&app, poor_lead("poor")).await.unwrap();
+    submit(&app, good_lead("good")).await.unwrap();
+    let closed = close(&app, "holder", pb::Outcome::Won).await.unwrap();
+    let a = closed.assignment.unwrap();
+    assert_eq!(
+        (a.state(), a.outcome()),
+        (pb::AssignmentState::Closed, pb::Outcome::Won)
+    );
+    assert!(a.closed_at_ms > 0);
+    let drained: Vec<&str> = closed.drained.iter().map(|a| a.lead_id.as_str()).collect();
+    assert_eq!(drained, ["good"], "the higher-probability lead goes first");
+    assert_eq!(
+        get(&app, "good").await.unwrap().status(),
+        pb::RoutingStatus::Assigned
+    );
+    assert_eq!(get(&app, "poor").await.unwrap().queue_position, 1);
+    let closed = close(&app, "good", pb::Outcome::Lost).await.unwrap();
+    assert_eq!(closed.drained[0].lead_id, "poor");
+    let g = get(&app, "holder").await.unwrap();
+    assert_eq!(g.status(), pb::RoutingStatus::Closed);
+    // A closed lead submitted again is not routed again.
+    let d = submit(&app, poor_lead("holder")).await.unwrap();
+    assert_eq!(status_of(&d), pb::RoutingStatus::Closed);
+    assert_eq!(app.load_of("r").await, 1);
+}
+
+#[tokio::test]
+async fn close_errors_are_specific() {
+    let app = spawn_app().await;
+    app.add_rep(rep("r", 1, &[])).await;
+    submit(&app, good_lead("l")).await.unwrap();
+    assert_invalid(close(&app, "l", pb::Outcome::Unspecified).await, "outcome");
+    let e = app
+        .routing()
+        .close_assignment(pb::CloseAssignmentRequest {
+            lead_id: "l".into(),
+            outcome: 42,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("outcome"));
+    assert_invalid(close(&app, "", pb::Outcome::Won).await, "lead_id");
+    assert_eq!(
+        close(&app, "ghost", pb::Outcome::Won)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::NotFound
+    );
+    close(&app, "l", pb::Outcome::Won).await.unwrap();
+    close(&app, "l", pb::Outcome::Won).await.unwrap();
+    assert_eq!(app.load_of("r").await, 0);
+    let e = close(&app, "l", pb::Outcome::Lost).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_invalid(get(&app, &"x".repeat(200)).await, "lead_id");
+}
+
+#[tokio::test]
+async fn reassign_moves_the_lead_or_leaves_it() {
+    let app = spawn_app().await;
+    app.add_rep(rep("a", 1, &[("industry:finance", 1.0)])).await;
+    app.add_rep(rep("b", 1, &[("industry:finance", 0.5)])).await;
+    app.add_rep(rep("c", 1, &[("language:de", 1.0)])).await;
+    let l = with(
+        good_lead("l"),
+        &[("industry", s("finance")), ("language", s("de"))],
+    );
+    let d = submit(&app, l).await.unwrap();
+    assert_eq!(rep_of(&d), "c", "only c speaks German");
+    let re = |rep_id: &str| {
+        let mut client = app.routing();
+        let req = pb::ReassignLeadRequest {
+            lead_id: "l".into(),
+            rep_id: rep_id.into(),
+        };
+        async move { client.reassign_lead(req).await.map(|r| r.into_inner()) }
+    };
+    let e = re("a").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("language:de"), "{e:?}");
+    let e = re("").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::FailedPrecondition,
+        "nobody else qualifies: {e:?}"
+    );
+    assert_eq!(
+        app.load_of("c").await,
+        1,
+        "a refused reassign changes nothing"
+    );
+    assert_invalid(re("nobody").await, "rep_id");
+
+    let d = submit(&app, with(good_lead("m"), &[("industry", s("finance"))]))
+        .await
+        .unwrap();
+    assert_eq!(rep_of(&d), "a");
+    let mut client = app.routing();
+    let moved = client
+        .reassign_lead(pb::ReassignLeadRequest {
+            lead_id: "m".into(),
+            rep_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.previous.unwrap().rep_id, "a");
+    assert_eq!(moved.assignment.unwrap().rep_id, "b");
+    assert_eq!((app.load_of("a").await, app.load_of("b").await), (0, 1));
+    assert_eq!(
+        get(&app, "m").await.unwrap().assignment.unwrap().rep_id,
+        "b"
+    );
+}

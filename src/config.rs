@@ -121,4 +121,13 @@ mod tests {
         assert!(Settings::load(Some(&f)).unwrap_err().contains("log.format"));
         assert!(Settings::load(Some(&dir.path().join("nope.toml"))).is_err());
     }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/leadrouter.example.toml");
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.log.format, "json");
+        assert_eq!(s.segments.skills_for("price_sensitive"), ["negotiation"]);
+        assert_eq!(s.routing.preferred.len(), 3);
+    }
 }

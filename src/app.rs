@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -51,7 +52,7 @@ impl App {
 
     /// Opens the store, seeds reps, loads the model and binds the socket.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<App> {
-        let store = crate::store::open(&settings.store.url)
+        let store = crate::store::open(&settings.store)
             .await
             .map_err(anyhow::Error::msg)?;
         let model_path =
@@ -151,17 +152,27 @@ impl App {
             }
         };
         let addr = self.local_addr();
+        // Server::tcp_nodelay only covers sockets tonic binds itself; ours come from our own
+        // listener, so set it per connection (without it, replies of two TCP segments wait
+        // ~40 ms for a delayed ACK).
+        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
+            conn.and_then(|c| {
+                c.set_nodelay(true)?;
+                Ok(c)
+            })
+        });
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         // The model is loaded and the store answers: only now do we report SERVING.
         for name in grpc::SERVICE_NAMES.into_iter().chain([""]) {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        tokio::spawn(watch_store(self.engine.clone(), health.clone()));
         tracing::info!(%addr, model = ?self.engine.model().map(|m| m.model.version().to_string()), "leadrouter serving");
         tokio::pin!(server);
         tokio::select! {
@@ -170,6 +181,34 @@ impl App {
                 tracing::warn!(grace_ms = s.shutdown_grace_ms, "drain timed out; dropping remaining requests");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Reports the store's state in health: routing and rep services go NOT_SERVING while the
+/// store cannot be reached (scoring keeps answering), and SERVING again once it is back.
+async fn watch_store(engine: Arc<Engine>, health: tonic_health::server::HealthReporter) {
+    let mut up = true;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now_up = engine.store().ping().await.is_ok();
+        if now_up != up {
+            let status = if now_up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in ["leadrouter.v1.RoutingService", "leadrouter.v1.RepService"] {
+                health.set_service_status(name, status).await;
+            }
+            if now_up {
+                tracing::info!("routing store reachable again");
+            } else {
+                tracing::warn!(
+                    "routing store unreachable: routing answers UNAVAILABLE, scoring continues"
+                );
+            }
+            up = now_up;
         }
     }
 }

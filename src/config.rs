@@ -44,6 +44,10 @@ pub struct ModelSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoreSettings {
     pub url: String,
+    /// The URL lists seed nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Prefix of every Redis key.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

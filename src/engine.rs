@@ -151,6 +151,13 @@ impl Engine {
             .routing
             .needs(&lead, &decision.segment.segment, seg_skills);
         decision.required_skills = needs.required_skills.clone();
+        if needs.pool.contains(['{', '}']) || needs.pool.len() > crate::domain::lead::MAX_ID_LEN {
+            let field = format!("lead.attributes[{}]", self.parts.routing.pool_attribute);
+            return Err(Error::invalid(
+                field,
+                "a pool name has at most 128 bytes and no braces",
+            ));
+        }
         let now = self.now();
         let reps = self.parts.store.reps().await?;
         let ranking = routing::rank(&reps, &needs, now, None);

@@ -15,6 +15,7 @@ use crate::error::Result;
 
 pub mod contract;
 pub mod memory;
+pub mod redis;
 
 /// A request to assign one lead to the best candidate with room.
 #[derive(Debug, Clone)]
@@ -89,6 +90,10 @@ pub trait CapacityStore: Send + Sync {
     async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>>;
     /// Every recorded outcome, oldest first.
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>>;
+    /// Answers Ok while the backend is reachable.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The team: profiles, capacity, quota and availability.
@@ -114,14 +119,30 @@ pub trait RepDirectory: Send + Sync {
 pub trait Store: CapacityStore + RepDirectory {}
 impl<T: CapacityStore + RepDirectory> Store for T {}
 
-/// Opens the store a URL names: `memory://` today.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
+/// Opens the store the settings name: `memory://`, or Redis (`redis://`, `redis+unix://`,
+/// `unix://`; with `store.cluster`, a comma-separated list of seed nodes).
+pub async fn open(settings: &crate::config::StoreSettings) -> Result<Arc<dyn Store>, String> {
+    let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(memory::MemoryStore::default())),
+        Some("redis" | "redis+unix" | "unix" | "rediss") => {
+            let config = redis::RedisConfig {
+                urls: url
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                cluster: settings.cluster,
+                prefix: settings.prefix.clone(),
+            };
+            Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
+        }
         Some(other) => Err(format!(
-            "store.url: unsupported scheme {other:?} (this build supports memory://)"
+            "store.url: unsupported scheme {other:?} (use memory:// or redis://)"
         )),
-        None => Err(format!("store.url: {url:?} is not a URL such as memory://")),
+        None => Err(format!(
+            "store.url: {url:?} is not a URL such as memory:// or redis://host:6379"
+        )),
     }
 }
 

@@ -130,6 +130,10 @@ impl Rep {
             self.pool = default_pool();
         }
         validate_id("rep.pool", &self.pool)?;
+        if self.pool.contains(['{', '}']) {
+            // Pools are Redis hash tags; a brace would split the pool's keys across slots.
+            return Err(Error::invalid("rep.pool", "must not contain '{' or '}'"));
+        }
         if self.skills.len() > 256 {
             return Err(Error::invalid("rep.skills", "has more than 256 entries"));
         }

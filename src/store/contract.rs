@@ -12,8 +12,9 @@ use crate::domain::routing::{self, Needs};
 use crate::error::Error;
 use crate::store::{Claim, ClaimRequest, Store};
 
-/// Generates one `#[tokio::test]` per contract case for the backend `$make` (an async
-/// expression giving an `Arc<dyn Store>`).
+/// Generates one `#[tokio::test]` per contract case for the backend `$make`: an async
+/// expression giving `(Arc<dyn Store>, guard)`, where the guard (say, the Redis server the store
+/// talks to) lives until the case ends.
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -27,7 +28,7 @@ macro_rules! store_contract_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store = $make.await;
+                let (store, _guard) = $make.await;
                 $crate::store::contract::$case(store).await;
             }
         )*

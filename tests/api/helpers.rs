@@ -242,3 +242,92 @@ pub fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &s
         e.message()
     );
 }
+
+/// A leadrouter binary running as its own process, configured through environment variables.
+pub struct Process {
+    pub child: std::process::Child,
+    pub channel: Channel,
+}
+
+impl Process {
+    /// Starts `leadrouter serve` with `env` and waits for its "serving" log line.
+    pub async fn start(env: &[(&str, &str)]) -> Process {
+        use std::io::{BufRead, BufReader};
+        use std::time::{Duration, Instant};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
+        cmd.arg("serve")
+            .current_dir(repo_path(""))
+            .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+            .env("LEADROUTER__LOG__FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    // Keep draining so the child never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server starts and logs its address");
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
+            if v["fields"]["message"] == "leadrouter serving" {
+                break v["fields"]["addr"].as_str().unwrap().to_string();
+            }
+        };
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Process { child, channel }
+    }
+
+    pub fn leads(&self) -> LeadServiceClient<Channel> {
+        LeadServiceClient::new(self.channel.clone())
+    }
+    pub fn routing(&self) -> RoutingServiceClient<Channel> {
+        RoutingServiceClient::new(self.channel.clone())
+    }
+    pub fn reps(&self) -> RepServiceClient<Channel> {
+        RepServiceClient::new(self.channel.clone())
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(15) {
+                let _ = self.child.kill();
+                panic!("leadrouter did not exit after SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,6 +1,5 @@
 //! Health, reflection, env configuration and graceful shutdown of the real binary.
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio_stream::StreamExt;
@@ -77,65 +76,21 @@ async fn reflection_lists_the_services() {
 /// then stops it with SIGTERM.
 #[tokio::test]
 async fn binary_reads_env_config_and_exits_cleanly_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .arg("serve")
-        .current_dir(repo_path(""))
-        .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
-        .env("LEADROUTER__LOG__FORMAT", "json")
-        .env("LEADROUTER__SERVER__SHUTDOWN_GRACE_MS", "3000")
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("server starts");
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
-        if v["fields"]["message"] == "leadrouter serving" {
-            break v["fields"]["addr"].as_str().unwrap().to_string();
-        }
-    };
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(health(channel.clone(), "").await, ServingStatus::Serving);
+    let p = Process::start(&[("LEADROUTER__SERVER__SHUTDOWN_GRACE_MS", "3000")]).await;
+    assert_eq!(health(p.channel.clone(), "").await, ServingStatus::Serving);
     // The example reps were seeded from deploy/reps.example.toml.
-    let reps = leadrouter::grpc::pb::rep_service_client::RepServiceClient::new(channel)
+    let reps = p
+        .reps()
         .list_reps(leadrouter::grpc::pb::ListRepsRequest::default())
         .await
         .unwrap()
         .into_inner()
         .reps;
     assert_eq!(reps.len(), 35);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
     let started = Instant::now();
-    loop {
-        if let Some(code) = child.try_wait().unwrap() {
-            assert!(code.success(), "exit status {code:?}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = p.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]

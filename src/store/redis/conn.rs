@@ -1,0 +1,71 @@
+//! One connection type over a single Redis (ConnectionManager, reconnecting by itself) or a
+//! Redis Cluster (ClusterConnection, which follows slot moves and reconnects too).
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Bounded waits everywhere: a dead Redis must turn into an error quickly, never a hang.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Conn {
+    /// `urls` holds one URL, or for a cluster any number of seed nodes.
+    pub async fn open(urls: &[String], cluster: bool) -> redis::RedisResult<Conn> {
+        if cluster {
+            let client = ClusterClientBuilder::new(urls.to_vec())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(2)
+                .max_retry_wait(200)
+                .build()?;
+            return Ok(Conn::Cluster(client.get_async_connection().await?));
+        }
+        let client = redis::Client::open(urls[0].as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(250));
+        Ok(Conn::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}

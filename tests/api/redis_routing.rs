@@ -1,0 +1,309 @@
+//! The service on Redis: one command per SubmitLead, outage and recovery, durability across a
+//! kill -9, and directory changes seen by every replica.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leadrouter::domain::assignment::LeadState;
+use leadrouter::grpc::pb;
+use leadrouter::store::Claim;
+use leadrouter::store::contract;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::*;
+use crate::redis_server::RedisServer;
+use crate::store_contract::redis_store;
+
+fn redis_settings(url: &str) -> leadrouter::config::Settings {
+    let mut s = test_settings();
+    s.store.url = url.into();
+    s
+}
+
+fn commandstats(server: &RedisServer) -> HashMap<String, u64> {
+    server
+        .cli(&["info", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// Counts round trips with MONITOR, which tells a client's commands from those a script runs
+/// (`[0 lua]`); INFO commandstats counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_submit_lead_is_exactly_one_redis_command() {
+    let server = RedisServer::start();
+    let app = spawn_with(redis_settings(&server.url())).await;
+    app.add_rep(rep("r", 30, &[])).await;
+    submit(&app, good_lead("warm-up")).await.unwrap();
+    let log = server.dir.path().join("monitor.log");
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-s", server.socket.to_str().unwrap(), "monitor"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.cli(&["config", "resetstat"]);
+    let n = 40;
+    for i in 0..n {
+        let lead = if i % 2 == 0 {
+            good_lead(&format!("l{i}"))
+        } else {
+            poor_lead(&format!("l{i}"))
+        };
+        submit(&app, lead).await.unwrap();
+    }
+    let stats = commandstats(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Background work (directory version polls, health pings, the test's own commands) is not
+    // per lead.
+    let background = ["\"get\"", "\"ping\"", "\"config\"", "\"info\""];
+    let from_clients: Vec<String> = text
+        .lines()
+        .map(str::to_lowercase)
+        .filter(|l| l.contains(" [") && !l.contains("[0 lua]"))
+        .filter(|l| !background.iter().any(|b| l.contains(b)))
+        .collect();
+    assert_eq!(
+        from_clients.len() as u64,
+        n,
+        "one round trip per lead: {from_clients:#?}"
+    );
+    assert!(
+        from_clients.iter().all(|l| l.contains("\"evalsha\"")),
+        "{from_clients:#?}"
+    );
+    assert_eq!(stats.get("evalsha").copied(), Some(n), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_scoring_and_fails_routing_fast_then_recovers() {
+    let mut server = RedisServer::start();
+    let app = spawn_with(redis_settings(&server.url())).await;
+    app.add_rep(rep("r", 100, &[])).await;
+    submit(&app, good_lead("before")).await.unwrap();
+    server.kill();
+
+    let started = Instant::now();
+    let e = submit(&app, good_lead("during")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("routing store unavailable"), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failing took {:?}",
+        started.elapsed()
+    );
+    let e = app
+        .routing()
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "before".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    let scored = app
+        .leads()
+        .score_lead(pb::ScoreLeadRequest {
+            lead: Some(good_lead("during")),
+        })
+        .await;
+    assert!(scored.is_ok(), "scoring must not depend on the store");
+    let mut health = HealthClient::new(app.channel.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = health
+            .check(HealthCheckRequest {
+                service: "leadrouter.v1.RoutingService".into(),
+            })
+            .await
+            .unwrap();
+        if s.into_inner().status() == ServingStatus::NotServing {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never reported the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    server.restart();
+    let back = Instant::now();
+    loop {
+        match submit(&app, good_lead("after")).await {
+            Ok(d) => {
+                assert_eq!(status_of(&d), pb::RoutingStatus::Assigned);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable);
+                assert!(
+                    back.elapsed() < Duration::from_secs(5),
+                    "routing did not recover: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    eprintln!(
+        "routing recovered {:?} after Redis came back",
+        back.elapsed()
+    );
+    // The assignment made before the outage survived (AOF, fsync always).
+    let g = app
+        .routing()
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "before".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(g.into_inner().status(), pb::RoutingStatus::Assigned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_assignments_survive_kill_9() {
+    let mut server = RedisServer::start();
+    let store = redis_store(server.url(), false).await;
+    for i in 0..10 {
+        store
+            .upsert_rep(contract::rep(&format!("r{i}"), 1000), contract::t0())
+            .await
+            .unwrap();
+    }
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (store, acked) = (store.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("t{t}-{i}");
+                let ctx = contract::context(&id, 0.5);
+                let reps = store.reps().await.unwrap();
+                let candidates =
+                    leadrouter::domain::routing::rank(&reps, &ctx.needs, contract::t0(), None)
+                        .candidates;
+                match store
+                    .claim(leadrouter::store::ClaimRequest {
+                        context: ctx,
+                        candidates,
+                        now: contract::t0(),
+                    })
+                    .await
+                {
+                    Ok(Claim::Assigned { assignment, .. }) => {
+                        acked.lock().unwrap().push((id, assignment.rep_id))
+                    }
+                    Ok(other) => panic!("{other:?}"),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.kill();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "too little load before the kill: {}",
+        acked.len()
+    );
+    server.restart();
+    let store = redis_store(server.url(), false).await;
+    for (id, rep) in &acked {
+        match store.lookup(id).await.unwrap() {
+            Some(LeadState::Assigned(a)) => assert_eq!(&a.rep_id, rep, "lead {id}"),
+            other => panic!("acknowledged lead {id} lost: {other:?}"),
+        }
+    }
+    // Loads equal open records, counting every record Redis kept (some un-acknowledged ones too).
+    let keys = server.cli(&["--scan", "--pattern", "lr:{default}:lead:*"]);
+    let mut open: HashMap<String, u32> = HashMap::new();
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let id = key.rsplit(':').next().unwrap();
+        if let Some(LeadState::Assigned(a)) = store.lookup(id).await.unwrap() {
+            *open.entry(a.rep_id).or_default() += 1;
+        }
+    }
+    assert!(open.values().sum::<u32>() as usize >= acked.len());
+    for s in store.rep_statuses(None, contract::t0()).await.unwrap() {
+        assert_eq!(
+            s.load,
+            open.get(&s.rep.id).copied().unwrap_or(0),
+            "rep {}",
+            s.rep.id
+        );
+    }
+    eprintln!(
+        "{} acknowledged assignments, all present after kill -9 and AOF replay",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_change_on_one_replica_reaches_the_other_within_a_second() {
+    let server = RedisServer::start();
+    let a = spawn_with(redis_settings(&server.url())).await;
+    let b = spawn_with(redis_settings(&server.url())).await;
+    a.add_rep(rep("busy", 0, &[])).await;
+    // Only a German speaker may take this lead; nobody is there yet, so it waits.
+    let d = submit(&b, with(good_lead("de-1"), &[("language", s("de"))]))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&d), pb::RoutingStatus::Queued);
+    let up = a.add_rep(rep("hans", 2, &[("language:de", 1.0)])).await;
+    assert_eq!(
+        up.drained.len(),
+        1,
+        "adding the rep drains the queue at once"
+    );
+    let started = Instant::now();
+    loop {
+        let d = submit(
+            &b,
+            with(
+                good_lead(&format!("de-{}", started.elapsed().as_millis())),
+                &[("language", s("de"))],
+            ),
+        )
+        .await
+        .unwrap();
+        if status_of(&d) == pb::RoutingStatus::Assigned {
+            assert_eq!(rep_of(&d), "hans");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "replica b did not see the new rep within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Deactivation too: b stops routing to hans.
+    a.reps()
+        .set_availability(pb::SetAvailabilityRequest {
+            rep_id: "hans".into(),
+            active: false,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let d = submit(&b, with(good_lead("de-late"), &[("language", s("de"))]))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&d), pb::RoutingStatus::Queued);
+}

@@ -5,6 +5,7 @@
 //! (`close.lua`) followed by a drain. Rep profiles live in Redis too; each replica keeps a
 //! snapshot for ranking, refreshed within 250 ms of any change (`dirver` counter).
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -57,29 +58,17 @@ impl PoolKeys {
         format!("{}:lead:{id}", self.base)
     }
     /// KEYS of claim.lua, in order.
-    fn claim(&self, lead: &str) -> [String; 8] {
+    fn claim(&self, lead: &str) -> [String; 4] {
         [
             self.lead(lead),
-            self.k("load"),
-            self.k("cap"),
-            self.k("quota"),
-            self.k("count"),
-            self.k("last"),
+            self.k("state"),
             self.k("queue"),
             self.k("seq"),
         ]
     }
     /// KEYS of rep.lua, in order.
-    fn rep(&self) -> [String; 7] {
-        [
-            self.k("reps"),
-            self.k("cap"),
-            self.k("quota"),
-            self.k("load"),
-            self.k("count"),
-            self.k("last"),
-            self.k("active"),
-        ]
+    fn rep(&self) -> [String; 3] {
+        [self.k("reps"), self.k("state"), self.k("active")]
     }
 }
 
@@ -130,22 +119,97 @@ fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     s.parse().ok()
 }
 
-/// Turns the per-candidate live values a script returned into decision-record lines, using the
-/// same `routing::choose` the memory store uses.
-fn records(candidates: &[Candidate], live: &[String]) -> Vec<CandidateRecord> {
-    let mut cs = candidates.to_vec();
-    let mut states = Vec::with_capacity(cs.len());
-    for (i, c) in cs.iter_mut().enumerate() {
-        let f = |k: usize| live.get(i * 5 + k).map(String::as_str).unwrap_or("");
-        c.capacity = num(f(1)).unwrap_or(0);
-        c.daily_quota = num(f(3));
-        states.push(LiveState {
-            load: num(f(0)).unwrap_or(0),
-            period_count: num(f(2)).unwrap_or(0),
-            last_assigned_ms: num(f(4)),
+/// A rep's live counters from its "capacity|quota|load|period|count|last" state field:
+/// (load, count in `period`, last assigned ms).
+fn parse_state(v: &str, period: &str) -> (u32, u32, Option<i64>) {
+    let f: Vec<&str> = v.split('|').collect();
+    let get = |i: usize| f.get(i).copied().unwrap_or("");
+    let count = if get(3) == period {
+        num(get(4)).unwrap_or(0)
+    } else {
+        0
+    };
+    (num(get(2)).unwrap_or(0), count, num(get(5)))
+}
+
+/// What claim.lua answered: a head (kind and its values) and, for every candidate it read,
+/// the rep id and its raw state field.
+struct ClaimReply {
+    head: Vec<String>,
+    live: Vec<(String, Option<String>)>,
+}
+
+impl ClaimReply {
+    fn from_values(values: Vec<Option<String>>) -> ClaimReply {
+        let head_len = match values.first().and_then(|v| v.as_deref()) {
+            Some("assigned") => 5,
+            Some("queued" | "noroom") => 2,
+            _ => values.len(),
+        };
+        let mut it = values.into_iter();
+        let head: Vec<String> = it
+            .by_ref()
+            .take(head_len)
+            .map(Option::unwrap_or_default)
+            .collect();
+        let rest: Vec<Option<String>> = it.collect();
+        let live = rest
+            .chunks(2)
+            .filter_map(|p| Some((p.first()?.clone()?, p.get(1).cloned().flatten())))
+            .collect();
+        ClaimReply { head, live }
+    }
+
+    fn kind(&self) -> &str {
+        self.head.first().map_or("", String::as_str)
+    }
+}
+
+/// Turns the state fields the claim script read into decision-record lines, with the same
+/// `routing::choose` the memory store uses. Candidates the script did not need to read lost on
+/// match score to a higher group.
+fn records(candidates: &[Candidate], live: &[(String, Option<String>)]) -> Vec<CandidateRecord> {
+    let read: HashMap<&str, Option<&str>> = live
+        .iter()
+        .map(|(id, v)| (id.as_str(), v.as_deref()))
+        .collect();
+    let mut examined = Vec::new();
+    let mut states = Vec::new();
+    for c in candidates {
+        if let Some(field) = read.get(c.rep_id.as_str()) {
+            let f: Vec<&str> = field.unwrap_or("").split('|').collect();
+            let get = |i: usize| f.get(i).copied().unwrap_or("");
+            let mut c = c.clone();
+            c.capacity = num(get(0)).unwrap_or(0);
+            c.daily_quota = num(get(1));
+            let (load, period_count, last_assigned_ms) =
+                field.map_or((0, 0, None), |v| parse_state(v, &c.period));
+            states.push(LiveState {
+                load,
+                period_count,
+                last_assigned_ms,
+            });
+            examined.push(c);
+        }
+    }
+    let (winner, mut out) = routing::choose(&examined, &states);
+    let top = winner
+        .map(|w| examined[w].match_score)
+        .unwrap_or(f64::NEG_INFINITY);
+    for c in candidates
+        .iter()
+        .filter(|c| !read.contains_key(c.rep_id.as_str()))
+    {
+        out.push(CandidateRecord {
+            rep_id: c.rep_id.clone(),
+            match_score: c.match_score,
+            verdict: routing::Verdict::LowerMatch,
+            detail: format!("match {:.3} < {:.3}", c.match_score, top),
+            load: 0,
+            capacity: c.capacity,
         });
     }
-    routing::choose(&cs, &states).1
+    out
 }
 
 impl RedisStore {
@@ -301,7 +365,7 @@ impl RedisStore {
         candidates: &[Candidate],
         now: Timestamp,
         ctx_json: &str,
-    ) -> Result<Vec<String>> {
+    ) -> Result<ClaimReply> {
         let keys = self.pool(&ctx.needs.pool);
         let mut inv = self.claim.prepare_invoke();
         for k in keys.claim(&ctx.lead.id) {
@@ -313,16 +377,22 @@ impl RedisStore {
             .arg(ctx.probability.to_string())
             .arg(&ctx.segment)
             .arg(ctx_json)
-            .arg(from_rep)
-            .arg(candidates.len());
-        for c in candidates {
-            inv.arg(&c.rep_id)
-                .arg(c.match_score.to_string())
-                .arg(&c.period);
+            .arg(from_rep);
+        // One argument for all candidates: Redis and Lua pay per argument, not per byte. Ids
+        // hold no control characters, so \x1f and \x1e can separate fields and records.
+        let mut list = String::with_capacity(candidates.len() * 32);
+        for (i, c) in candidates.iter().enumerate() {
+            if i > 0 {
+                list.push('\x1e');
+            }
+            let _ = write!(list, "{}\x1f{}\x1f{}", c.rep_id, c.match_score, c.period);
         }
-        inv.invoke_async(&mut self.conn())
+        inv.arg(list);
+        let values: Vec<Option<String>> = inv
+            .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(ClaimReply::from_values(values))
     }
 
     /// Assigns queued leads of `pool` in queue order while any rep might have room.
@@ -369,26 +439,24 @@ impl RedisStore {
                     .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
                     .await?;
                 let everyone = reps.iter().filter(|r| r.pool == pool && r.active).count();
-                if reply.first().map(String::as_str) == Some("noroom")
-                    && ranking.candidates.len() == everyone
-                {
+                if reply.kind() == "noroom" && ranking.candidates.len() == everyone {
                     // Every rep of the pool was asked and none had room, so nobody further down
                     // the queue fits either. Stopping also keeps a lower lead from taking
                     // capacity that frees while we walk the queue.
                     return Ok(drained);
                 }
-                if reply.first().map(String::as_str) == Some("noroom") {
+                if reply.kind() == "noroom" {
                     stayed += 1;
                 }
-                if reply.first().map(String::as_str) == Some("assigned") {
+                if reply.kind() == "assigned" {
                     drained.push(Assignment {
                         lead_id: ctx.lead.id.clone(),
-                        rep_id: reply[1].clone(),
+                        rep_id: reply.head[1].clone(),
                         pool: pool.to_string(),
                         state: AssignmentState::Open,
                         probability: ctx.probability,
                         segment: ctx.segment.clone(),
-                        assigned_at_ms: num(&reply[2]).unwrap_or(0),
+                        assigned_at_ms: num(&reply.head[2]).unwrap_or(0),
                         closed_at_ms: None,
                     });
                 }
@@ -402,10 +470,9 @@ impl RedisStore {
     /// for draining; the claim script decides for real).
     async fn pool_has_room(&self, pool: &str, now: Timestamp) -> Result<bool> {
         let keys = self.pool(pool);
-        let (loads, counts): (HashMap<String, u32>, HashMap<String, String>) = redis::pipe()
-            .hgetall(keys.k("load"))
-            .hgetall(keys.k("count"))
-            .query_async(&mut self.conn())
+        let states: HashMap<String, String> = self
+            .conn()
+            .hgetall(keys.k("state"))
             .await
             .map_err(unavailable)?;
         let dir = self.directory.load();
@@ -414,14 +481,9 @@ impl RedisStore {
             .iter()
             .filter(|r| r.pool == pool && r.active)
             .any(|r| {
-                let load = loads.get(&r.id).copied().unwrap_or(0);
-                let period = r.period(now);
-                let used = counts
+                let (load, used, _) = states
                     .get(&r.id)
-                    .and_then(|v| v.split_once('|'))
-                    .filter(|(p, _)| *p == period)
-                    .and_then(|(_, c)| num::<u32>(c))
-                    .unwrap_or(0);
+                    .map_or((0, 0, None), |v| parse_state(v, &r.period(now)));
                 load < r.capacity && r.daily_quota.is_none_or(|q| used < q)
             }))
     }
@@ -443,16 +505,12 @@ impl RedisStore {
         type Maps = (
             HashMap<String, String>,
             HashMap<String, String>,
-            HashMap<String, u32>,
             HashMap<String, String>,
-            HashMap<String, i64>,
         );
-        let (profiles, active, loads, counts, lasts): Maps = redis::pipe()
+        let (profiles, active, states): Maps = redis::pipe()
             .hgetall(keys.k("reps"))
             .hgetall(keys.k("active"))
-            .hgetall(keys.k("load"))
-            .hgetall(keys.k("count"))
-            .hgetall(keys.k("last"))
+            .hgetall(keys.k("state"))
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -464,17 +522,13 @@ impl RedisStore {
             let mut rep: Rep = serde_json::from_str(&json)
                 .map_err(|e| Error::Internal(format!("rep {id}: {e}")))?;
             rep.active = active.get(&id).is_none_or(|a| a == "1");
-            let period = rep.period(now);
-            let assigned_today = counts
+            let (load, assigned_today, last_assigned_ms) = states
                 .get(&id)
-                .and_then(|v| v.split_once('|'))
-                .filter(|(p, _)| *p == period)
-                .and_then(|(_, c)| num(c))
-                .unwrap_or(0);
+                .map_or((0, 0, None), |v| parse_state(v, &rep.period(now)));
             out.push(RepStatus {
-                load: loads.get(&id).copied().unwrap_or(0),
+                load,
                 assigned_today,
-                last_assigned_ms: lasts.get(&id).copied(),
+                last_assigned_ms,
                 rep,
             });
         }
@@ -517,10 +571,12 @@ impl CapacityStore for RedisStore {
         let ctx = &req.context;
         self.register_pool(&ctx.needs.pool).await?;
         let json = serde_json::to_string(ctx).map_err(|e| Error::Internal(e.to_string()))?;
-        let r = self
+        let mut r = self
             .run_claim("new", ctx, "", &req.candidates, req.now, &json)
             .await?;
         let pool = &ctx.needs.pool;
+        let live = std::mem::take(&mut r.live);
+        let r = r.head;
         match r.first().map(String::as_str) {
             Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
                 position: num(&r[8]).unwrap_or(0),
@@ -548,13 +604,13 @@ impl CapacityStore for RedisStore {
                 };
                 Ok(Claim::Assigned {
                     assignment,
-                    records: records(&req.candidates, &r[6..]),
+                    records: records(&req.candidates, &live),
                     replayed: false,
                 })
             }
             Some("queued") => Ok(Claim::Queued {
                 position: num(&r[1]).unwrap_or(0),
-                records: records(&req.candidates, &r[3..]),
+                records: records(&req.candidates, &live),
                 replayed: false,
             }),
             other => Err(Error::Internal(format!("claim script answered {other:?}"))),
@@ -606,7 +662,7 @@ impl CapacityStore for RedisStore {
         let r: Vec<String> = self
             .close
             .key(keys.lead(lead_id))
-            .key(keys.k("load"))
+            .key(keys.k("state"))
             .key(keys.k("queue"))
             .key(keys.k("outcomes"))
             .arg(outcome_str(outcome))
@@ -661,9 +717,11 @@ impl CapacityStore for RedisStore {
             .context(lead_id)
             .await?
             .ok_or_else(|| Error::not_found("lead", lead_id))?;
-        let r = self
+        let mut r = self
             .run_claim("reassign", &ctx, from_rep, &candidates, now, "")
             .await?;
+        let live = std::mem::take(&mut r.live);
+        let r = r.head;
         match r.first().map(String::as_str) {
             Some("conflict") => Err(Error::FailedPrecondition(format!(
                 "lead {lead_id:?} is no longer open with {from_rep:?}; retry"
@@ -675,7 +733,7 @@ impl CapacityStore for RedisStore {
                 let mut assignment = previous.clone();
                 assignment.rep_id = r[1].clone();
                 assignment.assigned_at_ms = num(&r[2]).unwrap_or(0);
-                let records = records(&candidates, &r[6..]);
+                let records = records(&candidates, &live);
                 let drained = self.drain_pool(&pool, now).await?;
                 Ok(Reassigned {
                     previous,

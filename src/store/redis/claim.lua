@@ -1,135 +1,140 @@
 -- Claim, drain-claim or reassign one lead, atomically, in one round trip.
 -- Every key carries the pool's hash tag, so the script touches one cluster slot.
--- KEYS: 1 lead record, 2 loads, 3 capacities, 4 daily quotas, 5 period counts, 6 last assigned,
---       7 queue (zset: score -probability, member "<seq>:<lead id>"), 8 queue sequence
+-- KEYS: 1 lead record, 2 rep state (rep -> "capacity|quota|load|period|count|last": one field
+--       per rep, so a claim reads and writes one field per rep it looks at; Redis charges
+--       about 2.5 us per call inside a script, and calls, not bytes, set the claim rate),
+--       3 queue (zset: score -probability, member "<seq>:<lead id>"), 4 queue sequence
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
---       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidate count n,
---       then n triples: rep id, match score, quota period (the rep's local date)
--- Returns strings only (Lua numbers would be truncated to integers on the way out).
+--       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates: one
+--       string of records "rep id \31 match score \31 quota period (the rep's local date)"
+--       separated by \30, best match first. One argument, parsed only as far as needed: every
+--       argument and every string a script makes costs time, and calls and strings, not bytes,
+--       set the claim rate.
+-- Candidates are read a score group at a time: a lower group is read only when nobody in the
+-- higher ones has room. With distinct scores that is usually one rep per claim.
+-- Returns strings only (Lua numbers would be truncated to integers on the way out); after the
+-- head come pairs (rep id, its state field or nil) for every candidate the script read.
 local mode, id, now = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ARGV[8])
 
-local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm')
-local state = rec[1]
-
-if mode == 'new' and state then
-  local pos = ''
-  if state == 'queued' then
-    pos = tostring((redis.call('ZRANK', KEYS[7], rec[8]) or -1) + 1)
+local state, rep_now, qm, prob, seg
+if mode == 'new' then
+  state = redis.call('HGET', KEYS[1], 'state')
+  if state then
+    local r = redis.call('HMGET', KEYS[1], 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm')
+    local pos = ''
+    if state == 'queued' then
+      pos = tostring((redis.call('ZRANK', KEYS[3], r[7]) or -1) + 1)
+    end
+    return {'replay', state, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '', pos}
   end
-  return {'replay', state, rec[2] or '', rec[3] or '', rec[4] or '', rec[5] or '', rec[6] or '', rec[7] or '', pos}
-end
-if mode == 'queued' and state ~= 'queued' then
-  return {'gone'}
-end
-if mode == 'reassign' and (state ~= 'open' or rec[2] ~= ARGV[7]) then
-  return {'conflict', state or '', rec[2] or ''}
-end
-
-local ids, scores, periods = {}, {}, {}
-for i = 1, n do
-  ids[i] = ARGV[6 + 3 * i]
-  scores[i] = tonumber(ARGV[7 + 3 * i])
-  periods[i] = ARGV[8 + 3 * i]
+  prob, seg = ARGV[4], ARGV[5]
+else
+  local r = redis.call('HMGET', KEYS[1], 'state', 'rep', 'qm', 'prob', 'seg')
+  state, rep_now, qm, prob, seg = r[1], r[2], r[3], r[4], r[5]
+  if mode == 'queued' and state ~= 'queued' then
+    return {'gone'}
+  end
+  if mode == 'reassign' and (state ~= 'open' or rep_now ~= ARGV[7]) then
+    return {'conflict', state or '', rep_now or ''}
+  end
 end
 
-local loads, caps, quotas, counts, lasts = {}, {}, {}, {}, {}
-if n > 0 then
-  loads = redis.call('HMGET', KEYS[2], unpack(ids))
-  caps = redis.call('HMGET', KEYS[3], unpack(ids))
-  quotas = redis.call('HMGET', KEYS[4], unpack(ids))
-  counts = redis.call('HMGET', KEYS[5], unpack(ids))
-  lasts = redis.call('HMGET', KEYS[6], unpack(ids))
+-- A rep's state field: capacity, quota, load, period, count, last (one pattern match: every
+-- string a script creates costs, so there is no general-purpose split here).
+local function fields(v)
+  return {string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')}
 end
 
--- The count field holds "<period>|<count>"; another period means 0 so far.
-local function count_of(i)
-  local v = counts[i]
-  if not v then return 0 end
-  local sep = string.find(v, '|', 1, true)
-  if string.sub(v, 1, sep - 1) ~= periods[i] then return 0 end
-  return tonumber(string.sub(v, sep + 1))
+local cands, pos = ARGV[8], 1
+-- The next candidate (id, score, period), or nil at the end.
+local function next_cand()
+  if pos > #cands then return nil end
+  local a = string.find(cands, '\31', pos, true)
+  local b = string.find(cands, '\31', a + 1, true)
+  local c = string.find(cands, '\30', b + 1, true) or (#cands + 1)
+  local id, score, period = string.sub(cands, pos, a - 1), tonumber(string.sub(cands, a + 1, b - 1)), string.sub(cands, b + 1, c - 1)
+  pos = c + 1
+  return id, score, period
 end
 
--- Same order as routing::choose in Rust: match score, then utilisation, then idle, then id.
-local best, best_util, best_last = nil, 0, 0
-for i = 1, n do
-  local cap = tonumber(caps[i])
-  if cap then
-    local load = tonumber(loads[i]) or 0
-    local quota = tonumber(quotas[i])
-    if load < cap and (not quota or count_of(i) < quota) then
+local parsed = {}
+local live = {}
+local best, best_util, best_last, best_count, best_period
+local next_id, next_score, next_period = next_cand()
+while next_id and not best do
+  -- The group: candidates whose score ties with the first one's.
+  local first = next_score
+  local ids, periods = {}, {}
+  while next_id and math.abs(next_score - first) <= 1e-9 do
+    ids[#ids + 1], periods[#periods + 1] = next_id, next_period
+    next_id, next_score, next_period = next_cand()
+  end
+  local states = redis.call('HMGET', KEYS[2], unpack(ids))
+  for x = 1, #ids do
+    local rep, period = ids[x], periods[x]
+    local cap, quota, load, count, last
+    if states[x] then
+      local f = fields(states[x])
+      cap, quota, load, last = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]) or 0, tonumber(f[6])
+      count = (f[4] == period) and (tonumber(f[5]) or 0) or 0
+      parsed[rep] = f
+    else
+      load, count = 0, 0
+    end
+    -- The decision record needs what was read: hand back the fields as they are.
+    live[#live + 1] = rep
+    live[#live + 1] = states[x] or false
+    if cap and load < cap and (not quota or count < quota) then
+      -- Same order as routing::choose: utilisation, then longest idle, then rep id.
       local util = load / math.max(cap, 1)
-      local last = tonumber(lasts[i]) or -math.huge
-      local better = false
-      if not best then
-        better = true
-      else
-        local ds = scores[i] - scores[best]
-        if math.abs(ds) > 1e-9 then
-          better = ds > 0
-        elseif math.abs(util - best_util) > 2.220446049250313e-16 then
+      local l = last or -math.huge
+      local better = not best
+      if not better then
+        if math.abs(util - best_util) > 2.220446049250313e-16 then
           better = util < best_util
-        elseif last ~= best_last then
-          better = last < best_last
+        elseif l ~= best_last then
+          better = l < best_last
         else
-          better = ids[i] < ids[best]
+          better = rep < best
         end
       end
       if better then
-        best, best_util, best_last = i, util, last
+        best, best_util, best_last, best_count, best_period = rep, util, l, count, period
       end
     end
   end
 end
 
-local function live()
-  local out = {}
-  for i = 1, n do
-    out[#out + 1] = loads[i] or ''
-    out[#out + 1] = caps[i] or ''
-    out[#out + 1] = tostring(count_of(i))
-    out[#out + 1] = quotas[i] or ''
-    out[#out + 1] = lasts[i] or ''
-  end
-  return out
-end
-
-local function reply(head)
-  local out = head
-  for _, v in ipairs(live()) do out[#out + 1] = v end
-  return out
-end
-
 if best then
-  local rep = ids[best]
-  redis.call('HINCRBY', KEYS[2], rep, 1)
-  redis.call('HSET', KEYS[5], rep, periods[best] .. '|' .. tostring(count_of(best) + 1))
-  redis.call('HSET', KEYS[6], rep, now)
+  local f = parsed[best]
+  f[3] = tostring((tonumber(f[3]) or 0) + 1)
+  f[4], f[5], f[6] = best_period, tostring(best_count + 1), now
+  local writes = {best, table.concat(f, '|')}
   if mode == 'reassign' then
     local old = ARGV[7]
-    local load = tonumber(redis.call('HGET', KEYS[2], old)) or 0
-    if load > 0 then redis.call('HINCRBY', KEYS[2], old, -1) end
-    redis.call('HSET', KEYS[1], 'rep', rep, 'at', now)
-  else
-    if mode == 'queued' then
-      redis.call('ZREM', KEYS[7], rec[8])
-      redis.call('HDEL', KEYS[1], 'qm')
-      redis.call('HSET', KEYS[1], 'state', 'open', 'rep', rep, 'at', now)
-    else
-      redis.call('HSET', KEYS[1], 'state', 'open', 'rep', rep, 'prob', ARGV[4], 'seg', ARGV[5], 'at', now, 'ctx', ARGV[6])
+    local ov = redis.call('HGET', KEYS[2], old)
+    if ov then
+      local o = fields(ov)
+      o[3] = tostring(math.max((tonumber(o[3]) or 0) - 1, 0))
+      writes[3], writes[4] = old, table.concat(o, '|')
     end
+    redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
+  elseif mode == 'queued' then
+    redis.call('ZREM', KEYS[3], qm)
+    redis.call('HDEL', KEYS[1], 'qm')
+    redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'at', now)
+  else
+    redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6])
   end
-  local r = redis.call('HMGET', KEYS[1], 'prob', 'seg')
-  return reply({'assigned', rep, now, r[1], r[2], tostring(n)})
+  redis.call('HSET', KEYS[2], unpack(writes))
+  return {'assigned', best, now, prob, seg, unpack(live)}
 end
 
 if mode == 'new' then
-  local seq = redis.call('INCR', KEYS[8])
+  local seq = redis.call('INCR', KEYS[4])
   local member = string.format('%020d', seq) .. ':' .. id
-  redis.call('ZADD', KEYS[7], -tonumber(ARGV[4]), member)
-  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', ARGV[4], 'seg', ARGV[5], 'at', now, 'qm', member, 'ctx', ARGV[6])
-  local pos = redis.call('ZRANK', KEYS[7], member) + 1
-  return reply({'queued', tostring(pos), tostring(n)})
+  redis.call('ZADD', KEYS[3], -tonumber(prob), member)
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'ctx', ARGV[6])
+  return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), unpack(live)}
 end
-return reply({'noroom', '', tostring(n)})
+return {'noroom', '', unpack(live)}

@@ -28,6 +28,20 @@ pub enum Command {
     Train(TrainArgs),
     /// Print a model's metrics on a CSV file as one JSON object.
     Evaluate(EvaluateArgs),
+    /// Write the outcomes recorded in the configured (shared) store as a training CSV.
+    ExportOutcomes(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Config file naming the store (store.url); also $LEADROUTER_CONFIG and env overrides.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep RETURNED closes (not a sales result, so left out by default).
+    #[arg(long)]
+    pub include_returned: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -199,6 +213,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run_until_stopped(crate::app::shutdown_signal()).await
 }
 
+pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_deref()).map_err(anyhow::Error::msg)?;
+    if settings.store.url.starts_with("memory") {
+        anyhow::bail!(
+            "store.url is memory://: its outcomes live inside the running server; point \
+             LEADROUTER__STORE__URL at the shared Redis store"
+        );
+    }
+    let store = crate::store::open(&settings.store)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let records = store.outcomes().await?;
+    let n = crate::outcomes::write_csv(&records, &args.out, args.include_returned)
+        .map_err(anyhow::Error::msg)?;
+    eprintln!("wrote {n} outcomes to {}", args.out.display());
+    Ok(())
+}
+
 /// Parses the command line and runs it.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -206,5 +238,6 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Serve(a) => serve(a).await,
         Command::Train(a) => tokio::task::spawn_blocking(move || train(a)).await?,
         Command::Evaluate(a) => tokio::task::spawn_blocking(move || evaluate(a)).await?,
+        Command::ExportOutcomes(a) => export_outcomes(a).await,
     }
 }

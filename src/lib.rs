@@ -8,6 +8,7 @@
 //! - [`engine`]: the pipeline validate -> score -> segment -> route, and the hot-swapped model.
 //! - [`grpc`]: the only module that knows protobuf; one error-to-status mapping.
 //! - [`training`]: CSV reading, the seeded split, the linfa fit, metrics and artifacts.
+//! - [`outcomes`]: recorded outcomes as a training CSV.
 //! - [`app`], [`config`], [`telemetry`], [`cli`]: wiring, settings, logs and the command line.
 pub mod app;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod outcomes;
 pub mod store;
 pub mod telemetry;
 pub mod training;

@@ -57,13 +57,16 @@ impl Record for Row<'_> {
     }
 }
 
-/// Infers a spec from the table: every column but the label and the excluded ones.
+/// Infers a spec from the table: every column but the label, the excluded ones and metadata
+/// columns (names starting with `_`, as `export-outcomes` writes them).
 pub fn infer_spec(table: &Table, label: &str, exclude: &[String]) -> FeatureSpec {
     let features = table
         .headers
         .iter()
         .enumerate()
-        .filter(|(_, h)| h.as_str() != label && !exclude.iter().any(|e| e == *h))
+        .filter(|(_, h)| {
+            h.as_str() != label && !h.starts_with('_') && !exclude.iter().any(|e| e == *h)
+        })
         .map(|(i, h)| FeatureDef {
             name: h.clone(),
             kind: features::infer_kind(table.rows.iter().map(|r| r[i].as_str())),
@@ -260,4 +263,22 @@ pub fn evaluate(
         .collect();
     let y: Vec<bool> = idx.iter().map(|&r| labels.values[r]).collect();
     Ok((metrics::evaluate(&p, &y), used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inferred_specs_skip_label_excluded_and_metadata_columns() {
+        let table = Table {
+            headers: ["_lead_id", "age", "job", "outcome", "secret"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![["a", "30", "x", "won", "1"].map(String::from).to_vec()],
+        };
+        let spec = infer_spec(&table, "outcome", &["secret".to_string()]);
+        let names: Vec<&str> = spec.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["age", "job"]);
+    }
 }

@@ -307,3 +307,94 @@ async fn a_rep_change_on_one_replica_reaches_the_other_within_a_second() {
         .unwrap();
     assert_eq!(status_of(&d), pb::RoutingStatus::Queued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_outcomes_export_as_a_training_csv() {
+    let server = RedisServer::start();
+    let app = spawn_with(redis_settings(&server.url())).await;
+    app.add_rep(rep("r", 10, &[])).await;
+    for (id, outcome) in [
+        ("w", pb::Outcome::Won),
+        ("l", pb::Outcome::Lost),
+        ("x", pb::Outcome::Returned),
+    ] {
+        submit(&app, with(good_lead(id), &[("industry", s("finance"))]))
+            .await
+            .unwrap();
+        let req = pb::CloseAssignmentRequest {
+            lead_id: id.into(),
+            outcome: outcome.into(),
+        };
+        app.routing().close_assignment(req).await.unwrap();
+    }
+    submit(&app, good_lead("open")).await.unwrap();
+    let out = server.dir.path().join("outcomes.csv");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["export-outcomes", "--out", out.to_str().unwrap()])
+        .env("LEADROUTER__STORE__URL", server.url())
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        &header[..7],
+        [
+            "_lead_id",
+            "_rep_id",
+            "_closed_at",
+            "_probability",
+            "_segment",
+            "_model_version",
+            "outcome"
+        ]
+    );
+    assert!(header.contains(&"age".to_string()) && header.contains(&"industry".to_string()));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let got: Vec<(&str, &str)> = rows.iter().map(|r| (&r[0], &r[6])).collect();
+    assert_eq!(
+        got,
+        [("w", "won"), ("l", "lost")],
+        "returned and open leads are not training rows"
+    );
+    let age = header.iter().position(|h| h == "age").unwrap();
+    assert_eq!(&rows[0][age], "65");
+    // The memory store's outcomes live in the server: exporting from it is refused clearly.
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["export-outcomes", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("memory://"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_auth_is_used_from_the_url() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"], true);
+    let good = format!("redis://:s3cret@127.0.0.1:{}", server.port);
+    let store = redis_store(good, false).await;
+    store
+        .upsert_rep(contract::rep("r", 1), contract::t0())
+        .await
+        .unwrap();
+    assert!(matches!(
+        contract::claim(&*store, "l", 0.5, contract::t0()).await,
+        Claim::Assigned { .. }
+    ));
+    let bad = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let config = leadrouter::store::redis::RedisConfig {
+        urls: vec![bad],
+        cluster: false,
+        prefix: "lr".into(),
+    };
+    let err = leadrouter::store::redis::RedisStore::open(config)
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert!(err.contains("cannot connect"), "{err}");
+}

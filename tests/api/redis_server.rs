@@ -98,7 +98,9 @@ impl RedisServer {
 
     pub fn ping(&self) -> bool {
         let out = redis_cli(&["-s", self.socket.to_str().unwrap(), "ping"]);
-        String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+        let text = String::from_utf8_lossy(&out.stdout);
+        // A server with requirepass answers NOAUTH: it is up.
+        text.trim() == "PONG" || text.contains("NOAUTH")
     }
 
     pub fn url(&self) -> String {

@@ -48,6 +48,9 @@ pub struct StoreSettings {
     pub cluster: bool,
     /// Prefix of every Redis key.
     pub prefix: String,
+    /// PEM CA certificate for rediss:// servers the system trust store does not know; empty for
+    /// the system store.
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -134,6 +134,9 @@ pub async fn open(settings: &crate::config::StoreSettings) -> Result<Arc<dyn Sto
                     .collect(),
                 cluster: settings.cluster,
                 prefix: settings.prefix.clone(),
+                tls_ca_file: Some(settings.tls_ca_file.trim())
+                    .filter(|f| !f.is_empty())
+                    .map(Into::into),
             };
             Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
         }

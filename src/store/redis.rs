@@ -43,6 +43,9 @@ pub struct RedisConfig {
     pub cluster: bool,
     /// Prefix of every key, so several deployments (or tests) can share one Redis.
     pub prefix: String,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`), if the system
+    /// trust store does not hold it.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// Key names of one pool; all share the hash tag `{pool}`.
@@ -218,7 +221,13 @@ impl RedisStore {
         if config.urls.is_empty() {
             return Err("store.url: no Redis URL given".into());
         }
-        let conn = Conn::open(&config.urls, config.cluster)
+        let tls_ca = match &config.tls_ca_file {
+            Some(f) => Some(
+                std::fs::read(f).map_err(|e| format!("store.tls_ca_file {}: {e}", f.display()))?,
+            ),
+            None => None,
+        };
+        let conn = Conn::open(&config.urls, config.cluster, tls_ca)
             .await
             .map_err(|e| format!("cannot connect to Redis {:?}: {e}", config.urls))?;
         let store = Arc::new(RedisStore {

@@ -391,10 +391,88 @@ async fn redis_auth_is_used_from_the_url() {
         urls: vec![bad],
         cluster: false,
         prefix: "lr".into(),
+        tls_ca_file: None,
     };
     let err = leadrouter::store::redis::RedisStore::open(config)
         .await
         .err()
         .expect("a wrong password is refused");
     assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// rediss:// with AUTH, the server's certificate checked against a CA given in config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_auth_and_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let server = RedisServer::start_with(
+        &[
+            "--requirepass",
+            "s3cret",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--tls-ca-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-auth-clients",
+            "no",
+        ],
+        false,
+    );
+    let mut settings = redis_settings(&format!("rediss://:s3cret@127.0.0.1:{tls_port}"));
+    settings.store.tls_ca_file = cert.display().to_string();
+    let app = spawn_with(settings).await;
+    app.add_rep(rep("r", 2, &[])).await;
+    let d = submit(&app, good_lead("tls-1")).await.unwrap();
+    assert_eq!(status_of(&d), pb::RoutingStatus::Assigned);
+    assert!(
+        server
+            .cli(&[
+                "-a",
+                "s3cret",
+                "--no-auth-warning",
+                "hget",
+                "lr:{default}:lead:tls-1",
+                "state"
+            ])
+            .contains("open")
+    );
+    // Without the CA, the self-signed certificate is refused.
+    let mut untrusted = redis_settings(&format!("rediss://:s3cret@127.0.0.1:{tls_port}"));
+    untrusted.store.tls_ca_file = String::new();
+    assert!(leadrouter::app::App::build(untrusted).await.is_err());
 }

@@ -11,6 +11,7 @@ pub async fn redis_store(urls: String, cluster: bool) -> Arc<dyn Store> {
         urls: urls.split(',').map(str::to_string).collect(),
         cluster,
         prefix: "lr".into(),
+        tls_ca_file: None,
     };
     RedisStore::open(config).await.expect("store opens") as Arc<dyn Store>
 }

@@ -18,8 +18,13 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Conn {
-    /// `urls` holds one URL, or for a cluster any number of seed nodes.
-    pub async fn open(urls: &[String], cluster: bool) -> redis::RedisResult<Conn> {
+    /// `urls` holds one URL, or for a cluster any number of seed nodes. `tls_ca` is a PEM root
+    /// certificate for `rediss://` servers whose certificate the system store does not trust.
+    pub async fn open(
+        urls: &[String],
+        cluster: bool,
+        tls_ca: Option<Vec<u8>>,
+    ) -> redis::RedisResult<Conn> {
         if cluster {
             let client = ClusterClientBuilder::new(urls.to_vec())
                 .connection_timeout(CONNECT_TIMEOUT)
@@ -29,7 +34,16 @@ impl Conn {
                 .build()?;
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
-        let client = redis::Client::open(urls[0].as_str())?;
+        let client = match tls_ca {
+            Some(pem) => redis::Client::build_with_tls(
+                urls[0].as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )?,
+            None => redis::Client::open(urls[0].as_str())?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))

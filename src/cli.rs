@@ -91,6 +91,12 @@ pub struct TrainArgs {
     /// Print the feature spec used, as TOML, on stdout.
     #[arg(long)]
     pub print_spec: bool,
+    /// Refuse data with fewer labelled rows.
+    #[arg(long, default_value_t = training::MIN_ROWS)]
+    pub min_rows: usize,
+    /// Refuse data with fewer positive rows.
+    #[arg(long, default_value_t = training::MIN_POSITIVES)]
+    pub min_positives: usize,
     /// Where to write the artifact.
     #[arg(long)]
     pub out: PathBuf,
@@ -151,6 +157,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         holdout_fraction: args.holdout,
         c: args.c,
         created_at: created_at(args.created_at)?,
+        min_rows: args.min_rows,
+        min_positives: args.min_positives,
     };
     let trained = training::train(&opts).map_err(anyhow::Error::msg)?;
     if args.print_spec {

@@ -29,7 +29,15 @@ pub struct TrainOptions {
     /// Inverse L2 strength (scikit-learn's C).
     pub c: f64,
     pub created_at: Option<String>,
+    /// Refuse to train on fewer labelled rows than this.
+    pub min_rows: usize,
+    /// Refuse to train on fewer positive rows than this.
+    pub min_positives: usize,
 }
+
+/// Default minimum-data gate: below this a holdout AUC is mostly noise.
+pub const MIN_ROWS: usize = 200;
+pub const MIN_POSITIVES: usize = 40;
 
 /// What training produced.
 pub struct Trained {
@@ -137,6 +145,17 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     }
     let table = data::read(&opts.data, opts.delimiter)?;
     let labels = data::labels(&table, &opts.label, opts.positive.as_deref())?;
+    let positives = labels.values.iter().filter(|v| **v).count();
+    if labels.values.len() < opts.min_rows || positives < opts.min_positives {
+        return Err(format!(
+            "too little data to train: {} rows with {positives} positives ({:?}); need at least {} rows \
+             and {} positives (--min-rows, --min-positives)",
+            labels.values.len(),
+            labels.positive,
+            opts.min_rows,
+            opts.min_positives
+        ));
+    }
     let spec = match &opts.spec {
         Some(s) => s.clone(),
         None => infer_spec(&table, &opts.label, &opts.exclude),

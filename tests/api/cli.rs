@@ -134,6 +134,38 @@ fn train_refuses_bad_input_clearly() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("/no/file.csv"));
     let r = leadrouter(&["train", "--data", d, "--label", "y", "--C", "0", "--out", o]);
     assert!(String::from_utf8_lossy(&r.stderr).contains("--C"));
+    // 500 rows hold ~55 positives: enough by default, too few when asked for more.
+    let r = leadrouter(&[
+        "train",
+        "--data",
+        d,
+        "--label",
+        "y",
+        "--min-positives",
+        "100",
+        "--out",
+        o,
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("too little data") && err.contains("positives"),
+        "{err}"
+    );
+    let small = bank_sample(dir.path(), 150);
+    let r = leadrouter(&[
+        "train",
+        "--data",
+        small.to_str().unwrap(),
+        "--label",
+        "y",
+        "--out",
+        o,
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("150 rows") && err.contains("200 rows"),
+        "{err}"
+    );
     assert!(!Path::new(o).exists(), "no artifact is written on error");
 }
 

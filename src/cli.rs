@@ -6,7 +6,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::domain::features::FeatureSpec;
-use crate::domain::model::Artifact;
 use crate::training::{self, EvalRows, TrainOptions};
 
 #[derive(Parser, Debug)]
@@ -185,9 +184,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.model)
-        .with_context(|| format!("cannot read {}", args.model.display()))?;
-    let artifact = Artifact::from_json(&bytes)?;
+    let artifact = crate::engine::read_artifact(&args.model)?;
     let rows = if args.all_rows {
         EvalRows::All
     } else {

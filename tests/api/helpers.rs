@@ -72,20 +72,36 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
     }
 }
 
-impl TestApp {
-    pub fn leads(&self) -> LeadServiceClient<Channel> {
-        LeadServiceClient::new(self.channel.clone())
+/// Typed clients over a connection; both an in-process app and a child process offer them.
+pub trait Clients {
+    fn channel(&self) -> Channel;
+    fn leads(&self) -> LeadServiceClient<Channel> {
+        LeadServiceClient::new(self.channel())
     }
-    pub fn routing(&self) -> RoutingServiceClient<Channel> {
-        RoutingServiceClient::new(self.channel.clone())
+    fn routing(&self) -> RoutingServiceClient<Channel> {
+        RoutingServiceClient::new(self.channel())
     }
-    pub fn reps(&self) -> RepServiceClient<Channel> {
-        RepServiceClient::new(self.channel.clone())
+    fn reps(&self) -> RepServiceClient<Channel> {
+        RepServiceClient::new(self.channel())
     }
-    pub fn models(&self) -> ModelServiceClient<Channel> {
-        ModelServiceClient::new(self.channel.clone())
+    fn models(&self) -> ModelServiceClient<Channel> {
+        ModelServiceClient::new(self.channel())
     }
+}
 
+impl Clients for TestApp {
+    fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+impl Clients for Process {
+    fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+impl TestApp {
     /// Stops the server and waits for it to finish draining.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {
@@ -294,16 +310,6 @@ impl Process {
             .await
             .unwrap();
         Process { child, channel }
-    }
-
-    pub fn leads(&self) -> LeadServiceClient<Channel> {
-        LeadServiceClient::new(self.channel.clone())
-    }
-    pub fn routing(&self) -> RoutingServiceClient<Channel> {
-        RoutingServiceClient::new(self.channel.clone())
-    }
-    pub fn reps(&self) -> RepServiceClient<Channel> {
-        RepServiceClient::new(self.channel.clone())
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.

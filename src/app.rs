@@ -64,6 +64,7 @@ impl App {
             cold_start_base_rate: settings.model.cold_start_base_rate,
             clock,
             model_path: model_path.clone(),
+            gate_margin: settings.model.gate_margin,
         }));
         if !settings.reps.file.is_empty() {
             let reps = read_reps(Path::new(&settings.reps.file))?;
@@ -76,7 +77,7 @@ impl App {
         match &model_path {
             Some(p) => {
                 engine
-                    .load_model(p)
+                    .load_model(p, true)
                     .with_context(|| format!("loading model {}", p.display()))?;
             }
             None => tracing::warn!(
@@ -173,6 +174,11 @@ impl App {
                 .await;
         }
         tokio::spawn(watch_store(self.engine.clone(), health.clone()));
+        tokio::spawn(reload_on_sighup(self.engine.clone()));
+        if self.settings.model.watch_ms > 0 {
+            let every = Duration::from_millis(self.settings.model.watch_ms);
+            tokio::spawn(watch_model_file(self.engine.clone(), every));
+        }
         tracing::info!(%addr, model = ?self.engine.model().map(|m| m.model.version().to_string()), "leadrouter serving");
         tokio::pin!(server);
         tokio::select! {
@@ -182,6 +188,73 @@ impl App {
                 Ok(())
             }
         }
+    }
+}
+
+/// Reloads the live model's file through the gate (SIGHUP, file watch). A refusal is logged
+/// and the live model keeps serving. Returns whether a new model went live.
+fn reload(engine: &Engine, trigger: &'static str) -> bool {
+    let Some(path) = engine.model_path() else {
+        tracing::warn!(trigger, "reload asked for, but no model file is configured");
+        return false;
+    };
+    match engine.load_model(&path, false) {
+        Ok(swap) => {
+            tracing::info!(
+                trigger,
+                path = %path.display(),
+                version = %swap.gate.candidate_version,
+                previous = ?swap.previous,
+                "model swapped"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(trigger, path = %path.display(), error = %e, "model reload refused");
+            false
+        }
+    }
+}
+
+/// SIGHUP reloads the live model's file (e.g. after `train --out` replaced it).
+async fn reload_on_sighup(engine: Arc<Engine>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with ReloadModel instead");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let engine = engine.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&engine, "SIGHUP")).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = engine;
+}
+
+/// Polls the live model's file; a new modification time triggers a gated reload. A refused
+/// file is not retried until it changes again.
+async fn watch_model_file(engine: Arc<Engine>, every: Duration) {
+    let mut refused: Option<std::time::SystemTime> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(path) = engine.model_path() else {
+            continue;
+        };
+        let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+            continue;
+        };
+        let live = engine.model().and_then(|m| m.modified);
+        if live == Some(modified) || refused == Some(modified) {
+            continue;
+        }
+        let e = engine.clone();
+        let ok = tokio::task::spawn_blocking(move || reload(&e, "file watch"))
+            .await
+            .unwrap_or(false);
+        refused = (!ok).then_some(modified);
     }
 }
 

@@ -96,6 +96,15 @@ pub struct TrainArgs {
     /// Refuse data with fewer positive rows.
     #[arg(long, default_value_t = training::MIN_POSITIVES)]
     pub min_positives: usize,
+    /// Optimiser: newton (ours, default) or linfa (the reference).
+    #[arg(long, default_value = "newton")]
+    pub solver: training::fit::Solver,
+    /// "balanced" weights each class by n / (2 * class count); for rare conversions.
+    #[arg(long, value_parser = ["balanced", "none"], default_value = "none")]
+    pub class_weight: String,
+    /// Choose C by K-fold cross-validated AUC on the training split (overrides --C).
+    #[arg(long)]
+    pub cv: Option<usize>,
     /// Where to write the artifact.
     #[arg(long)]
     pub out: PathBuf,
@@ -158,6 +167,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         created_at: created_at(args.created_at)?,
         min_rows: args.min_rows,
         min_positives: args.min_positives,
+        solver: args.solver,
+        balanced: args.class_weight == "balanced",
+        cv_folds: args.cv,
     };
     let trained = training::train(&opts).map_err(anyhow::Error::msg)?;
     if args.print_spec {
@@ -171,10 +183,12 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let a = &trained.artifact;
     eprintln!(
-        "wrote {} (version {}): {} columns, holdout AUC {:.4}, log loss {:.4}, Brier {:.4}, n {}",
+        "wrote {} (version {}): {} columns, C {}, fit {:.3} s, holdout AUC {:.4}, log loss {:.4}, Brier {:.4}, n {}",
         args.out.display(),
         a.model_version,
         a.spec.n_columns(),
+        a.training.c,
+        trained.fit_seconds,
         a.holdout.auc,
         a.holdout.log_loss,
         a.holdout.brier,

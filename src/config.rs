@@ -39,6 +39,10 @@ pub struct ModelSettings {
     /// Artifact loaded at start and by an empty ReloadModel; empty string for none (cold start).
     pub path: String,
     pub cold_start_base_rate: f64,
+    /// Largest holdout-AUC drop a reload accepts without force.
+    pub gate_margin: f64,
+    /// Poll the live model's file this often and reload it when it changes; 0 = off.
+    pub watch_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +100,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.model.cold_start_base_rate) {
             return Err("model.cold_start_base_rate must be within [0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&self.model.gate_margin) {
+            return Err("model.gate_margin must be within [0, 1]".into());
         }
         if self.server.stream_concurrency == 0 {
             return Err("server.stream_concurrency must be at least 1".into());

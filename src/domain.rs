@@ -1,6 +1,8 @@
 //! Pure, synchronous domain: leads, features, the logistic model, segments and rep ranking. No I/O.
 pub mod assignment;
+pub mod drift;
 pub mod features;
+pub mod gate;
 pub mod lead;
 pub mod model;
 pub mod rep;

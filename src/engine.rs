@@ -11,6 +11,8 @@ use jiff::Timestamp;
 
 use crate::domain::assignment::LeadContext;
 use crate::domain::assignment::{Assignment, LeadState, Outcome};
+use crate::domain::drift::{DriftReport, LiveDrift};
+use crate::domain::gate::{self, GateReport};
 use crate::domain::lead::{Lead, validate_id};
 use crate::domain::model::{Artifact, Model, Score, cold_start_score};
 use crate::domain::rep::Rep;
@@ -27,6 +29,19 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub struct LoadedModel {
     pub model: Model,
     pub path: PathBuf,
+    /// Live feature and score distributions seen by this version.
+    pub drift: LiveDrift,
+    /// The file's modification time when loaded, for the file watch.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// The result of a successful swap.
+#[derive(Debug, Clone)]
+pub struct Swap {
+    pub previous: Option<String>,
+    pub gate: GateReport,
+    /// The gate refused and `force` overrode it.
+    pub forced: bool,
 }
 
 /// Everything decided about one lead.
@@ -63,6 +78,8 @@ pub struct EngineParts {
     pub clock: Clock,
     /// The configured artifact, reloaded by an empty ReloadModel.
     pub model_path: Option<PathBuf>,
+    /// Largest holdout-AUC drop a reload accepts without force.
+    pub gate_margin: f64,
 }
 
 pub struct Engine {
@@ -113,23 +130,59 @@ impl Engine {
         self.model.load_full()
     }
 
-    /// Loads `path`, validates it and swaps it in. In-flight requests finish on the model they
-    /// started with. Returns the previous version. On error the live model is untouched.
-    pub fn load_model(&self, path: &Path) -> Result<Option<String>> {
+    /// Loads `path`, validates it, runs the promotion gate and swaps it in. In-flight requests
+    /// finish on the model they started with. On any error the live model keeps serving.
+    pub fn load_model(&self, path: &Path, force: bool) -> Result<Swap> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let artifact = read_artifact(path)?;
+        let live = self.model.load_full();
+        let gate = gate::check(
+            live.as_deref().map(|m| m.model.artifact()),
+            &artifact,
+            self.parts.gate_margin,
+        );
+        if !gate.passed() && !force {
+            return Err(Error::ModelRejected(format!(
+                "{}; the live model keeps serving (force overrides)",
+                gate.refusals.join("; ")
+            )));
+        }
         let new = Arc::new(LoadedModel {
+            drift: LiveDrift::new(&artifact.spec),
             model: Model::new(artifact),
             path: path.to_path_buf(),
+            modified,
         });
         let old = self.model.swap(Some(new));
-        Ok(old.map(|m| m.model.version().to_string()))
+        Ok(Swap {
+            previous: old.map(|m| m.model.version().to_string()),
+            forced: !gate.passed(),
+            gate,
+        })
+    }
+
+    /// The live model's drift statistics (None in cold start or for artifacts without a
+    /// training reference).
+    pub fn drift(&self) -> Option<(Arc<LoadedModel>, DriftReport)> {
+        let m = self.model.load_full()?;
+        let reference = m.model.artifact().drift.as_ref()?;
+        let report = m.drift.report(&m.model.artifact().spec, reference);
+        Some((m, report))
     }
 
     /// Scores and segments a lead; pure CPU, nothing stored.
     pub fn score(&self, lead: &Lead) -> Result<Decision> {
         let guard = self.model.load();
         let score = match guard.as_deref() {
-            Some(m) => ROW.with_borrow_mut(|row| m.model.score_with(lead, row))?,
+            Some(m) => ROW.with_borrow_mut(|row| {
+                let score = m.model.score_with(lead, row)?;
+                let artifact = m.model.artifact();
+                if let Some(reference) = &artifact.drift {
+                    m.drift
+                        .observe(&artifact.spec, reference, row, score.probability);
+                }
+                Ok::<_, Error>(score)
+            })?,
             None => cold_start_score(self.parts.cold_start_base_rate),
         };
         let segment = self.parts.segments.classify(lead, score.probability);

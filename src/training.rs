@@ -4,12 +4,16 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::drift::{self, DriftReference};
 use crate::domain::features::{self, FeatureDef, FeatureSpec, FittedSpec, Record};
-use crate::domain::model::{Artifact, FORMAT_VERSION, Metrics, Model, TrainingInfo};
+use crate::domain::model::{
+    Artifact, CvInfo, CvPoint, FORMAT_VERSION, Metrics, Model, TrainingInfo,
+};
 
 pub mod data;
 pub mod fit;
 pub mod metrics;
+pub mod newton;
 pub mod split;
 
 pub use data::Table;
@@ -33,7 +37,38 @@ pub struct TrainOptions {
     pub min_rows: usize,
     /// Refuse to train on fewer positive rows than this.
     pub min_positives: usize,
+    pub solver: fit::Solver,
+    /// Weight each class by n / (2 * class count), as scikit-learn's "balanced".
+    pub balanced: bool,
+    /// Pick C by this many stratified folds of the training split (None: use `c`).
+    pub cv_folds: Option<usize>,
 }
+
+impl TrainOptions {
+    /// Options with the CLI's defaults for everything but the data and label.
+    pub fn new(data: PathBuf, label: &str) -> TrainOptions {
+        TrainOptions {
+            data,
+            label: label.to_string(),
+            positive: None,
+            delimiter: None,
+            exclude: Vec::new(),
+            spec: None,
+            seed: 42,
+            holdout_fraction: 0.2,
+            c: 1.0,
+            created_at: None,
+            min_rows: MIN_ROWS,
+            min_positives: MIN_POSITIVES,
+            solver: fit::Solver::Newton,
+            balanced: false,
+            cv_folds: None,
+        }
+    }
+}
+
+/// The C values `--cv` tries, ascending; ties go to the smaller (stronger regularisation).
+pub const CV_GRID: [f64; 8] = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
 
 /// Default minimum-data gate: below this a holdout AUC is mostly noise.
 pub const MIN_ROWS: usize = 200;
@@ -46,6 +81,8 @@ pub struct Trained {
     pub bytes: Vec<u8>,
     /// The spec used (inferred or given), before fitting.
     pub spec: FeatureSpec,
+    /// Seconds spent in the optimiser for the final fit (not CSV parsing, not CV).
+    pub fit_seconds: f64,
 }
 
 pub type TrainResult<T> = Result<T, String>;
@@ -179,7 +216,34 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     let fitted = features::fit(&spec, &train_rows)?;
     let x_train = design(&table, &fitted, &columns, &train_idx)?;
     let y_train: Vec<bool> = train_idx.iter().map(|&r| labels.values[r]).collect();
-    let (weights, intercept) = fit::fit(&x_train, &y_train, fitted.n_columns(), opts.c)?;
+    let n_cols = fitted.n_columns();
+    let sample_weight = opts.balanced.then(|| balanced_weights(&y_train));
+    let (c, cv) = match opts.cv_folds {
+        None => (opts.c, None),
+        Some(k) => {
+            let points = cross_validate(&x_train, &y_train, n_cols, k, opts, &sample_weight)?;
+            let best = points
+                .iter()
+                .fold(None::<&CvPoint>, |best, p| match best {
+                    Some(b) if b.mean_auc >= p.mean_auc => Some(b),
+                    _ => Some(p),
+                })
+                .map(|p| p.c)
+                .unwrap_or(opts.c);
+            (best, Some(CvInfo { folds: k, points }))
+        }
+    };
+    let started = std::time::Instant::now();
+    let (weights, intercept) = fit::fit(
+        &x_train,
+        &y_train,
+        n_cols,
+        c,
+        opts.solver,
+        sample_weight.as_deref(),
+    )?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let feature_reference = drift::feature_reference(&fitted, &x_train);
     drop(x_train);
 
     let x_hold = design(&table, &fitted, &columns, &holdout_idx)?;
@@ -199,7 +263,9 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             positive: labels.positive.clone(),
             seed: opts.seed,
             holdout_fraction: opts.holdout_fraction,
-            c: opts.c,
+            c,
+            class_weight: opts.balanced.then(|| "balanced".to_string()),
+            cv,
             rows_train: train_idx.len() as u64,
             rows_holdout: holdout_idx.len() as u64,
             excluded: opts.exclude.clone(),
@@ -216,18 +282,82 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             base_rate: 0.0,
             calibration: vec![],
         },
+        drift: None,
     };
     let model = Model::new(artifact.clone());
     let n = artifact.spec.n_columns();
     let p: Vec<f64> = x_hold.chunks(n).map(|row| model.predict_row(row)).collect();
     artifact.holdout = metrics::evaluate(&p, &y_hold);
     artifact.grade_thresholds = grade_thresholds(&p);
+    artifact.drift = Some(DriftReference {
+        features: feature_reference,
+        score: drift::score_reference(&p),
+    });
     let (artifact, bytes) = artifact.seal();
     Ok(Trained {
         artifact,
         bytes,
         spec,
+        fit_seconds,
     })
+}
+
+/// scikit-learn's "balanced" class weights: n / (2 * count of the row's class).
+pub fn balanced_weights(y: &[bool]) -> Vec<f64> {
+    let n = y.len() as f64;
+    let pos = y.iter().filter(|v| **v).count().max(1) as f64;
+    let neg = (n - pos).max(1.0);
+    let (wp, wn) = (n / (2.0 * pos), n / (2.0 * neg));
+    y.iter().map(|&v| if v { wp } else { wn }).collect()
+}
+
+/// Mean holdout AUC of each C in `CV_GRID` over `k` stratified folds of the training rows.
+fn cross_validate(
+    x: &[f64],
+    y: &[bool],
+    n_cols: usize,
+    k: usize,
+    opts: &TrainOptions,
+    sample_weight: &Option<Vec<f64>>,
+) -> TrainResult<Vec<CvPoint>> {
+    if !(2..=20).contains(&k) {
+        return Err("--cv takes 2 to 20 folds".into());
+    }
+    let folds = split::stratified_folds(y, k, opts.seed);
+    let mut points = Vec::new();
+    for c in CV_GRID {
+        let mut total = 0.0;
+        for fold in &folds {
+            let mut held = vec![false; y.len()];
+            fold.iter().for_each(|&i| held[i] = true);
+            let (mut xt, mut yt, mut st) = (Vec::new(), Vec::new(), Vec::new());
+            for i in (0..y.len()).filter(|&i| !held[i]) {
+                xt.extend_from_slice(&x[i * n_cols..(i + 1) * n_cols]);
+                yt.push(y[i]);
+                if let Some(s) = sample_weight {
+                    st.push(s[i]);
+                }
+            }
+            let sw = sample_weight.as_ref().map(|_| st.as_slice());
+            let (w, b) = fit::fit(&xt, &yt, n_cols, c, opts.solver, sw)?;
+            let p: Vec<f64> = fold
+                .iter()
+                .map(|&i| {
+                    let row = &x[i * n_cols..(i + 1) * n_cols];
+                    crate::domain::model::sigmoid(
+                        b + row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>(),
+                    )
+                })
+                .collect();
+            let yf: Vec<bool> = fold.iter().map(|&i| y[i]).collect();
+            total += metrics::auc(&p, &yf);
+        }
+        points.push(CvPoint {
+            c,
+            mean_auc: total / k as f64,
+        });
+    }
+    Ok(points)
 }
 
 /// Which rows `evaluate` scores.

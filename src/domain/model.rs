@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::drift::DriftReference;
 use crate::domain::features::{FittedSpec, Record};
 use crate::error::Error;
 
@@ -43,9 +44,30 @@ pub struct TrainingInfo {
     pub holdout_fraction: f64,
     /// Inverse L2 strength: the objective is C * sum(log loss) + |w|^2 / 2.
     pub c: f64,
+    /// "balanced" when classes were reweighted by n / (2 * class count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<String>,
+    /// The cross-validation that chose `c`, when `--cv` was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<CvInfo>,
     pub rows_train: u64,
     pub rows_holdout: u64,
     pub excluded: Vec<String>,
+}
+
+/// K-fold cross-validation over a grid of C.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CvInfo {
+    pub folds: usize,
+    pub points: Vec<CvPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CvPoint {
+    pub c: f64,
+    pub mean_auc: f64,
 }
 
 /// Everything a model file holds. `model_version` is a hash of all the rest.
@@ -68,6 +90,9 @@ pub struct Artifact {
     /// Minimum probability for grades A, B and C (descending); below the last is D.
     pub grade_thresholds: [f64; 3],
     pub holdout: Metrics,
+    /// Training distributions for drift checks (absent in artifacts made before drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReference>,
 }
 
 impl Artifact {
@@ -337,6 +362,8 @@ pub(crate) mod tests {
                 seed: 1,
                 holdout_fraction: 0.2,
                 c: 1.0,
+                class_weight: None,
+                cv: None,
                 rows_train: 8,
                 rows_holdout: 2,
                 excluded: vec![],
@@ -354,6 +381,7 @@ pub(crate) mod tests {
                 base_rate: 0.5,
                 calibration: vec![],
             },
+            drift: None,
         }
         .seal()
         .0

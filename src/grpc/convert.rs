@@ -1,8 +1,10 @@
 //! Conversions between protobuf messages and domain types; validation of wire-only details.
 use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
+use crate::domain::drift::{Distribution, DriftReport, MIN_OBSERVATIONS, PSI_ALERT};
 use crate::domain::lead::{AttrValue, Lead};
 use crate::domain::rep::{Rep, Shift};
 use crate::domain::routing::{CandidateRecord, Verdict};
+use crate::engine::Swap;
 use crate::engine::{Decision, LoadedModel, RoutingStatus};
 use crate::error::Error;
 use crate::grpc::pb;
@@ -254,5 +256,55 @@ pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
             .collect(),
         grade_thresholds: a.grade_thresholds.to_vec(),
         path: m.path.display().to_string(),
+    }
+}
+
+pub fn gate_result(s: &Swap) -> pb::GateResult {
+    let g = &s.gate;
+    pb::GateResult {
+        live_version: g.live_version.clone().unwrap_or_default(),
+        live_auc: g.live_auc.unwrap_or_default(),
+        candidate_version: g.candidate_version.clone(),
+        candidate_auc: g.candidate_auc,
+        margin: g.margin,
+        forced: s.forced,
+        overridden: g.refusals.clone(),
+    }
+}
+
+fn drift(d: &Distribution) -> pb::Drift {
+    pb::Drift {
+        name: d.name.clone(),
+        psi: d.psi,
+        alert: d.psi > PSI_ALERT,
+        bins: d
+            .labels
+            .iter()
+            .zip(&d.expected)
+            .zip(&d.counts)
+            .map(|((label, expected), count)| pb::DriftBin {
+                label: label.clone(),
+                expected: *expected,
+                count: *count,
+            })
+            .collect(),
+    }
+}
+
+/// GetModelHealth's answer; `report` is None in cold start or for artifacts without drift data.
+pub fn model_health(m: Option<&LoadedModel>, report: Option<&DriftReport>) -> pb::ModelHealth {
+    pb::ModelHealth {
+        loaded: m.is_some(),
+        cold_start: m.is_none(),
+        model_version: m
+            .map(|m| m.model.version().to_string())
+            .unwrap_or_else(|| "cold-start".into()),
+        observed: report.map(|r| r.observed).unwrap_or_default(),
+        psi_alert: PSI_ALERT,
+        min_observations: MIN_OBSERVATIONS,
+        features: report
+            .map(|r| r.features.iter().map(drift).collect())
+            .unwrap_or_default(),
+        score: report.map(|r| drift(&r.score)),
     }
 }

@@ -41,15 +41,34 @@ impl pb::model_service_server::ModelService for ModelApi {
             PathBuf::from(msg.path)
         };
         let engine = self.engine.clone();
+        let force = msg.force;
         // Reading and hashing a file is blocking work; keep it off the async workers.
-        let previous = tokio::task::spawn_blocking(move || engine.load_model(&path))
+        let swap = tokio::task::spawn_blocking(move || engine.load_model(&path, force))
             .await
-            .map_err(|e| Status::internal(format!("model load task failed: {e}")))??;
+            .map_err(|e| Status::internal(format!("model load task failed: {e}")))?
+            .inspect_err(|e| tracing::warn!(error = %e, "ReloadModel refused"))?;
         let model = convert::model_info(self.engine.model().as_deref());
-        tracing::info!(version = %model.model_version, previous = ?previous, "model swapped");
+        tracing::info!(
+            version = %model.model_version,
+            previous = ?swap.previous,
+            forced = swap.forced,
+            "model swapped (ReloadModel)"
+        );
         Ok(Response::new(pb::ReloadModelResponse {
             model: Some(model),
-            previous_version: previous.unwrap_or_default(),
+            previous_version: swap.previous.clone().unwrap_or_default(),
+            gate: Some(convert::gate_result(&swap)),
         }))
+    }
+
+    async fn get_model_health(
+        &self,
+        _req: Request<pb::GetModelHealthRequest>,
+    ) -> Result<Response<pb::ModelHealth>, Status> {
+        let health = match self.engine.drift() {
+            Some((m, report)) => convert::model_health(Some(&m), Some(&report)),
+            None => convert::model_health(self.engine.model().as_deref(), None),
+        };
+        Ok(Response::new(health))
     }
 }

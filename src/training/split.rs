@@ -36,6 +36,22 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
     }
 }
 
+/// Splits row indices into `k` folds, each with about the same share of each class. Each fold
+/// comes back sorted.
+pub fn stratified_folds(labels: &[bool], k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = SplitMix64::new(seed ^ 0xC0FF_EE00);
+    let mut folds = vec![Vec::new(); k];
+    for class in [false, true] {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        shuffle(&mut idx, &mut rng);
+        for (n, i) in idx.into_iter().enumerate() {
+            folds[n % k].push(i);
+        }
+    }
+    folds.iter_mut().for_each(|f| f.sort_unstable());
+    folds
+}
+
 /// Splits row indices into (train, holdout), keeping each class's share in both. Both lists
 /// come back sorted.
 pub fn stratified(labels: &[bool], holdout_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {

@@ -94,14 +94,44 @@ async fn train_evaluate_reload_round_trip() {
         (Some("all"), Some(4000))
     );
 
+    // A 4,000-row model with an inferred spec is worse than the shipped one and reads the
+    // macro columns as numbers: the gate refuses it for both reasons, and force overrides.
     let app = spawn_app().await;
+    let live = app.model_version().await;
+    let err = app
+        .models()
+        .reload_model(pb::ReloadModelRequest {
+            path: o.into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("below the live model"),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("kind changed"), "{}", err.message());
+    assert_eq!(
+        app.model_version().await,
+        live,
+        "the live model keeps serving"
+    );
     let resp = app
         .models()
-        .reload_model(pb::ReloadModelRequest { path: o.into() })
+        .reload_model(pb::ReloadModelRequest {
+            path: o.into(),
+            force: true,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resp.model.unwrap().model_version, artifact.model_version);
+    let gate = resp.gate.unwrap();
+    assert!(gate.forced);
+    assert_eq!(gate.overridden.len(), 2, "{:?}", gate.overridden);
+    assert_eq!(gate.live_version, live);
     let d = submit(&app, good_lead("after-reload")).await.unwrap();
     assert_eq!(d.score.unwrap().model_version, artifact.model_version);
 }

@@ -87,6 +87,17 @@ pub trait Clients {
     fn models(&self) -> ModelServiceClient<Channel> {
         ModelServiceClient::new(self.channel())
     }
+    /// The live model's version, as GetModel reports it.
+    fn model_version(&self) -> impl std::future::Future<Output = String> + Send {
+        let mut c = self.models();
+        async move {
+            c.get_model(pb::GetModelRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .model_version
+        }
+    }
 }
 
 impl Clients for TestApp {

@@ -17,7 +17,10 @@ pub fn variant_model(dir: &std::path::Path, shift: f64) -> (std::path::PathBuf, 
 
 async fn reload(app: &TestApp, path: &str) -> Result<pb::ReloadModelResponse, tonic::Status> {
     app.models()
-        .reload_model(pb::ReloadModelRequest { path: path.into() })
+        .reload_model(pb::ReloadModelRequest {
+            path: path.into(),
+            force: false,
+        })
         .await
         .map(|r| r.into_inner())
 }

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Training speed, side by side in one run: leadrouter's Newton solver (and optionally linfa)
+against scikit-learn's lbfgs on one thread, same data, same split, same objective (L2, C=1).
+
+Usage: python3 benches/train_speed.py [--rows 200000] [--features 40] [--linfa] [--bin PATH]
+Needs: numpy, scikit-learn, threadpoolctl (pip install scikit-learn). Prints a Markdown table.
+"""
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+MASK = (1 << 64) - 1
+
+
+class SplitMix64:
+    """The same PRNG as src/training/split.rs, so both tools see the same holdout."""
+
+    def __init__(self, seed):
+        self.s = seed & MASK
+
+    def next(self):
+        self.s = (self.s + 0x9E3779B97F4A7C15) & MASK
+        z = self.s
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        zone = MASK - (MASK % n)
+        while True:
+            x = self.next()
+            if x < zone:
+                return x % n
+
+
+def stratified(y, frac, seed):
+    rng = SplitMix64(seed)
+    train, hold = [], []
+    for cls in (False, True):
+        idx = [i for i in range(len(y)) if bool(y[i]) == cls]
+        for i in range(len(idx) - 1, 0, -1):
+            j = rng.below(i + 1)
+            idx[i], idx[j] = idx[j], idx[i]
+        n_hold = int(len(idx) * frac + 0.5)
+        hold += idx[:n_hold]
+        train += idx[n_hold:]
+    return np.array(sorted(train)), np.array(sorted(hold))
+
+
+def make_data(rows, features, seed=7):
+    """Correlated Gaussian features, a logistic truth, ~12 % positives, AUC near 0.81."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(features, features)) / np.sqrt(features)
+    x = rng.normal(size=(rows, features)) @ (np.eye(features) + 0.5 * mix)
+    w = rng.normal(scale=0.18, size=features)
+    y = rng.random(rows) < 1 / (1 + np.exp(-(x @ w - 2.3)))
+    return x, y
+
+
+def run_ours(binary, path, solver):
+    out = subprocess.run(
+        [binary, "train", "--data", path, "--label", "y", "--solver", solver,
+         "--out", path + f".{solver}.json"],
+        capture_output=True, text=True, check=True,
+    ).stderr
+    fit = float(re.search(r"fit ([0-9.]+) s", out).group(1))
+    auc = float(re.search(r"holdout AUC ([0-9.]+)", out).group(1))
+    return fit, auc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--features", type=int, default=40)
+    ap.add_argument("--linfa", action="store_true", help="also time the linfa reference")
+    ap.add_argument("--bin", default="target/release/leadrouter")
+    a = ap.parse_args()
+
+    x, y = make_data(a.rows, a.features)
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "synthetic.csv")
+    header = ",".join([f"f{j}" for j in range(a.features)] + ["y"])
+    np.savetxt(path, np.column_stack([x, y.astype(int)]), delimiter=",",
+               header=header, comments="", fmt=["%.6f"] * a.features + ["%d"])
+    # Read back what was written, so both tools fit the same rounded values.
+    x = np.loadtxt(path, delimiter=",", skiprows=1)[:, :-1]
+
+    train, hold = stratified(y, 0.2, 42)
+    scaler = StandardScaler().fit(x[train])
+    xt, xh = scaler.transform(x[train]), scaler.transform(x[hold])
+    with threadpool_limits(limits=1):
+        t0 = time.perf_counter()
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(xt, y[train])
+        sk_fit = time.perf_counter() - t0
+    sk_auc = roc_auc_score(y[hold], model.predict_proba(xh)[:, 1])
+
+    ours_fit, ours_auc = run_ours(a.bin, path, "newton")
+    print(f"data: {a.rows} rows x {a.features} features, {y.mean():.1%} positives, "
+          f"holdout {len(hold)} rows (seed 42)")
+    print("| solver | fit s | ratio to sklearn | holdout AUC |")
+    print("|---|---|---|---|")
+    print(f"| scikit-learn lbfgs, 1 thread | {sk_fit:.3f} | 1.00 | {sk_auc:.4f} |")
+    print(f"| leadrouter newton | {ours_fit:.3f} | {ours_fit / sk_fit:.2f} | {ours_auc:.4f} |")
+    if a.linfa:
+        lf_fit, lf_auc = run_ours(a.bin, path, "linfa")
+        print(f"| linfa-logistic 0.8.1 | {lf_fit:.3f} | {lf_fit / sk_fit:.2f} | {lf_auc:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

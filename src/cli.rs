@@ -1,4 +1,5 @@
-//! Command line: `serve`, `train` and `evaluate`, parsed once into typed options.
+//! Command line: `serve`, `train`, `evaluate`, `export-outcomes` and the ops commands in
+//! ops.rs, parsed once into typed options.
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -7,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Settings;
 use crate::domain::features::FeatureSpec;
 use crate::training::{self, EvalRows, TrainOptions};
+
+pub mod ops;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +32,12 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Write the outcomes recorded in the configured (shared) store as a training CSV.
     ExportOutcomes(ExportArgs),
+    /// Score two models on the same rows; exits 1 when the gate would refuse the candidate.
+    Compare(ops::CompareArgs),
+    /// Swap a model into a running server through ReloadModel and its gate.
+    Promote(ops::PromoteArgs),
+    /// Print a running server's drift report (PSI per feature and of the score).
+    ModelHealth(ops::HealthArgs),
 }
 
 #[derive(Args, Debug)]
@@ -68,8 +77,26 @@ pub struct DataArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
+    /// CSV file, plain or .gz.
+    #[arg(long, required_unless_present = "from_outcomes")]
+    pub data: Option<PathBuf>,
+    /// Label column (with --from-outcomes: "outcome").
+    #[arg(long, required_unless_present = "from_outcomes")]
+    pub label: Option<String>,
+    /// Label value that counts as converted (inferred for yes/no, true/false, 1/0; with
+    /// --from-outcomes: "won").
+    #[arg(long)]
+    pub positive: Option<String>,
+    /// Field delimiter (default: ';' or ',', whichever the header uses more).
+    #[arg(long)]
+    pub delimiter: Option<char>,
+    /// Train on the outcomes recorded in the shared store (see --config): they are exported
+    /// to OUT.outcomes.csv first, so the training data stays on disk for audit.
+    #[arg(long, conflicts_with = "data")]
+    pub from_outcomes: bool,
+    /// Config file naming the store, for --from-outcomes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Columns to leave out, comma separated (e.g. ones that leak the label).
     #[arg(long, value_delimiter = ',')]
     pub exclude: Vec<String>,
@@ -142,6 +169,19 @@ fn created_at(flag: Option<String>) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// With --from-outcomes, exports the store's outcomes next to --out and points --data at them.
+async fn outcomes_as_data(mut args: TrainArgs) -> anyhow::Result<TrainArgs> {
+    if args.from_outcomes {
+        let csv = args.out.with_extension("outcomes.csv");
+        let n = export_to(args.config.clone(), &csv, false).await?;
+        eprintln!("exported {n} outcomes to {}", csv.display());
+        args.data = Some(csv);
+        args.label.get_or_insert_with(|| "outcome".into());
+        args.positive.get_or_insert_with(|| "won".into());
+    }
+    Ok(args)
+}
+
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let spec = match &args.spec {
         Some(p) => {
@@ -155,10 +195,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         None => None,
     };
     let opts = TrainOptions {
-        data: args.data.data,
-        label: args.data.label,
-        positive: args.data.positive,
-        delimiter: delimiter(args.data.delimiter)?,
+        data: args.data.context("--data is required")?,
+        label: args.label.context("--label is required")?,
+        positive: args.positive,
+        delimiter: delimiter(args.delimiter)?,
         exclude: args.exclude,
         spec,
         seed: args.seed,
@@ -235,7 +275,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(args.config.as_deref()).map_err(anyhow::Error::msg)?;
+    let n = export_to(args.config, &args.out, args.include_returned).await?;
+    eprintln!("wrote {n} outcomes to {}", args.out.display());
+    Ok(())
+}
+
+/// Writes the store's outcomes to `out`; returns how many rows.
+async fn export_to(
+    config: Option<PathBuf>,
+    out: &std::path::Path,
+    include_returned: bool,
+) -> anyhow::Result<usize> {
+    let settings = Settings::load(config.as_deref()).map_err(anyhow::Error::msg)?;
     if settings.store.url.starts_with("memory") {
         anyhow::bail!(
             "store.url is memory://: its outcomes live inside the running server; point \
@@ -246,10 +297,7 @@ pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let records = store.outcomes().await?;
-    let n = crate::outcomes::write_csv(&records, &args.out, args.include_returned)
-        .map_err(anyhow::Error::msg)?;
-    eprintln!("wrote {n} outcomes to {}", args.out.display());
-    Ok(())
+    crate::outcomes::write_csv(&records, out, include_returned).map_err(anyhow::Error::msg)
 }
 
 /// Parses the command line and runs it.
@@ -257,8 +305,14 @@ pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(a) => serve(a).await,
-        Command::Train(a) => tokio::task::spawn_blocking(move || train(a)).await?,
+        Command::Train(a) => {
+            let a = outcomes_as_data(a).await?;
+            tokio::task::spawn_blocking(move || train(a)).await?
+        }
         Command::Evaluate(a) => tokio::task::spawn_blocking(move || evaluate(a)).await?,
         Command::ExportOutcomes(a) => export_outcomes(a).await,
+        Command::Compare(a) => tokio::task::spawn_blocking(move || ops::compare(a)).await?,
+        Command::Promote(a) => ops::promote(a).await,
+        Command::ModelHealth(a) => ops::model_health(a).await,
     }
 }

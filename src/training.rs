@@ -377,41 +377,60 @@ pub fn evaluate(
     delimiter: Option<u8>,
     rows: EvalRows,
 ) -> TrainResult<(Metrics, &'static str)> {
+    let (mut metrics, used) = evaluate_many(&[artifact], data, label, positive, delimiter, rows)?;
+    Ok((metrics.remove(0), used))
+}
+
+/// Scores the same rows of `data` with each artifact. The rows are the first artifact's
+/// holdout when `data` is its training file (and `rows` is Auto), else every row.
+pub fn evaluate_many(
+    artifacts: &[&Artifact],
+    data: &Path,
+    label: &str,
+    positive: Option<&str>,
+    delimiter: Option<u8>,
+    rows: EvalRows,
+) -> TrainResult<(Vec<Metrics>, &'static str)> {
+    let first = artifacts.first().ok_or("no model to evaluate")?;
     let table = data::read(data, delimiter)?;
     let positive = positive
-        .or(Some(artifact.training.positive.as_str()).filter(|_| label == artifact.training.label));
+        .or(Some(first.training.positive.as_str()).filter(|_| label == first.training.label));
     let labels = data::labels(&table, label, positive)?;
-    let spec = &artifact.spec;
-    let names = FeatureSpec {
-        features: spec
-            .features()
-            .iter()
-            .map(|f| FeatureDef {
-                name: f.name.clone(),
-                kind: features::FeatureKind::Bool,
-            })
-            .collect(),
-    };
-    let columns = column_map(&table, &names)?;
-    let same_data = fingerprint(data)? == artifact.data_fingerprint;
+    let same_data = fingerprint(data)? == first.data_fingerprint;
     let (idx, used) = if rows == EvalRows::Auto && same_data {
         let (_, hold) = split::stratified(
             &labels.values,
-            artifact.training.holdout_fraction,
-            artifact.training.seed,
+            first.training.holdout_fraction,
+            first.training.seed,
         );
         (hold, "holdout")
     } else {
         ((0..table.rows.len()).collect(), "all")
     };
-    let x = design(&table, spec, &columns, &idx)?;
-    let model = Model::new(artifact.clone());
-    let p: Vec<f64> = x
-        .chunks(spec.n_columns().max(1))
-        .map(|row| model.predict_row(row))
-        .collect();
     let y: Vec<bool> = idx.iter().map(|&r| labels.values[r]).collect();
-    Ok((metrics::evaluate(&p, &y), used))
+    let mut out = Vec::with_capacity(artifacts.len());
+    for artifact in artifacts {
+        let spec = &artifact.spec;
+        let names = FeatureSpec {
+            features: spec
+                .features()
+                .iter()
+                .map(|f| FeatureDef {
+                    name: f.name.clone(),
+                    kind: features::FeatureKind::Bool,
+                })
+                .collect(),
+        };
+        let columns = column_map(&table, &names)?;
+        let x = design(&table, spec, &columns, &idx)?;
+        let model = Model::new((*artifact).clone());
+        let p: Vec<f64> = x
+            .chunks(spec.n_columns().max(1))
+            .map(|row| model.predict_row(row))
+            .collect();
+        out.push(metrics::evaluate(&p, &y));
+    }
+    Ok((out, used))
 }
 
 #[cfg(test)]

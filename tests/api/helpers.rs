@@ -274,6 +274,10 @@ pub fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &s
 pub struct Process {
     pub child: std::process::Child,
     pub channel: Channel,
+    /// host:port it serves on.
+    pub addr: String,
+    /// The server's JSON log lines after "leadrouter serving".
+    logs: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Process {
@@ -320,7 +324,44 @@ impl Process {
             .connect()
             .await
             .unwrap();
-        Process { child, channel }
+        Process {
+            child,
+            channel,
+            addr,
+            logs: std::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Waits up to `within` for a log line whose message contains `text`; returns its JSON.
+    pub fn wait_for_log(
+        &self,
+        text: &str,
+        within: std::time::Duration,
+    ) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + within;
+        let rx = self.logs.lock().unwrap();
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+            if v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(text))
+            {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Sends a signal by name (e.g. "HUP") with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.
@@ -347,4 +388,36 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Rows of the bank data set as leads (every column but the label and the leaky `duration`,
+/// all as strings, as a form would post them) with their label, from row `skip` on.
+pub fn bank_leads(prefix: &str, skip: usize, n: usize) -> Vec<(pb::Lead, bool)> {
+    let table = leadrouter::training::data::read(
+        &repo_path("data/bank-marketing/bank-additional-full.csv.gz"),
+        None,
+    )
+    .unwrap();
+    let y = table.column("y").unwrap();
+    // Evenly spaced rows, so a sample spans the file: it is ordered by date, and its start
+    // (May 2008) really has drifted from the whole.
+    let step = (table.rows.len() / n.max(1)).max(1);
+    table
+        .rows
+        .iter()
+        .skip(skip)
+        .step_by(step)
+        .take(n)
+        .enumerate()
+        .map(|(i, row)| {
+            let attrs: Vec<(&str, pb::AttributeValue)> = table
+                .headers
+                .iter()
+                .zip(row)
+                .filter(|(h, _)| *h != "y" && *h != "duration")
+                .map(|(h, v)| (h.as_str(), s(v)))
+                .collect();
+            (lead(&format!("{prefix}-{i}"), &attrs), row[y] == "yes")
+        })
+        .collect()
 }

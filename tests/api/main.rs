@@ -4,6 +4,7 @@ mod concurrency;
 mod helpers;
 mod leads;
 mod lifecycle;
+mod model_ops;
 mod models;
 mod race;
 mod redis_routing;

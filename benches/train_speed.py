@@ -67,14 +67,18 @@ def make_data(rows, features, seed=7):
 
 
 def run_ours(binary, path, solver):
+    """Returns (fit seconds, holdout AUC, whole-command seconds, peak RSS MiB)."""
+    t0 = time.perf_counter()
     out = subprocess.run(
-        [binary, "train", "--data", path, "--label", "y", "--solver", solver,
-         "--out", path + f".{solver}.json"],
+        ["/usr/bin/time", "-v", binary, "train", "--data", path, "--label", "y",
+         "--solver", solver, "--out", path + f".{solver}.json"],
         capture_output=True, text=True, check=True,
     ).stderr
+    wall = time.perf_counter() - t0
     fit = float(re.search(r"fit ([0-9.]+) s", out).group(1))
     auc = float(re.search(r"holdout AUC ([0-9.]+)", out).group(1))
-    return fit, auc
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out).group(1)) / 1024
+    return fit, auc, wall, rss
 
 
 def main():
@@ -103,16 +107,20 @@ def main():
         sk_fit = time.perf_counter() - t0
     sk_auc = roc_auc_score(y[hold], model.predict_proba(xh)[:, 1])
 
-    ours_fit, ours_auc = run_ours(a.bin, path, "newton")
+    ours_fit, ours_auc, wall, rss = run_ours(a.bin, path, "newton")
+    n_train = len(train)
     print(f"data: {a.rows} rows x {a.features} features, {y.mean():.1%} positives, "
-          f"holdout {len(hold)} rows (seed 42)")
+          f"train {n_train} / holdout {len(hold)} rows (seed 42)")
     print("| solver | fit s | ratio to sklearn | holdout AUC |")
     print("|---|---|---|---|")
     print(f"| scikit-learn lbfgs, 1 thread | {sk_fit:.3f} | 1.00 | {sk_auc:.4f} |")
     print(f"| leadrouter newton | {ours_fit:.3f} | {ours_fit / sk_fit:.2f} | {ours_auc:.4f} |")
     if a.linfa:
-        lf_fit, lf_auc = run_ours(a.bin, path, "linfa")
+        lf_fit, lf_auc, _, _ = run_ours(a.bin, path, "linfa")
         print(f"| linfa-logistic 0.8.1 | {lf_fit:.3f} | {lf_fit / sk_fit:.2f} | {lf_auc:.4f} |")
+    print(f"leadrouter train, whole command (CSV parse + fit + holdout): {wall:.1f} s, "
+          f"{a.rows / wall:,.0f} rows/s; fit alone {n_train / ours_fit:,.0f} rows/s; "
+          f"peak RSS {rss:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -11,4 +11,5 @@ mod redis_routing;
 mod redis_server;
 mod reps;
 mod routing;
+mod runbook;
 mod store_contract;

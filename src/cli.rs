@@ -38,6 +38,8 @@ pub enum Command {
     Promote(ops::PromoteArgs),
     /// Print a running server's drift report (PSI per feature and of the score).
     ModelHealth(ops::HealthArgs),
+    /// Drive a running server with load and print rps and latency percentiles as JSON.
+    Bench(crate::loadgen::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -314,5 +316,10 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Compare(a) => tokio::task::spawn_blocking(move || ops::compare(a)).await?,
         Command::Promote(a) => ops::promote(a).await,
         Command::ModelHealth(a) => ops::model_health(a).await,
+        Command::Bench(a) => {
+            let report = crate::loadgen::run(&a).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod loadgen;
 pub mod outcomes;
 pub mod store;
 pub mod telemetry;

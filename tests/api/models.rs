@@ -135,6 +135,14 @@ async fn without_a_model_leads_get_the_base_rate_and_still_route() {
         .unwrap()
         .into_inner();
     assert!(!info.loaded);
+    let health = app
+        .models()
+        .get_model_health(pb::GetModelHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(health.cold_start && !health.loaded, "{health:?}");
+    assert_eq!(health.model_version, "cold-start");
     assert_invalid(reload(&app, "").await, "path");
     let r = reload(&app, shipped_model().to_str().unwrap())
         .await

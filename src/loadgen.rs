@@ -1,0 +1,306 @@
+//! `leadrouter bench`: a closed-loop gRPC load generator. N connections x M requests in
+//! flight per connection, a warm-up, then a timed window; prints rps and latency percentiles.
+//! Leads are real rows of a CSV (bank-marketing by default), each sent with a fresh id so
+//! SubmitLead never replays.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::grpc::pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// grpc.health.v1 Check: the ceiling (same server and transport, no work).
+    Health,
+    Score,
+    Submit,
+    /// SubmitLeads, one bidirectional stream per in-flight slot, `--window` leads outstanding.
+    Stream,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    #[arg(long, value_enum, default_value = "score")]
+    pub mode: Mode,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Requests (or streams) in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Leads outstanding per stream (stream mode).
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// CSV of lead attributes (label and leaky columns are dropped).
+    #[arg(
+        long,
+        default_value = "data/bank-marketing/bank-additional-full.csv.gz"
+    )]
+    pub leads: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "y,duration")]
+    pub drop_columns: Vec<String>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub connections: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+}
+
+/// Reads the lead attributes once; requests clone a row and set a fresh id.
+fn read_leads(args: &BenchArgs) -> anyhow::Result<Vec<pb::Lead>> {
+    let table = crate::training::data::read(&args.leads, None).map_err(anyhow::Error::msg)?;
+    let keep: Vec<usize> = (0..table.headers.len())
+        .filter(|&i| !args.drop_columns.contains(&table.headers[i]))
+        .collect();
+    let leads: Vec<pb::Lead> = table
+        .rows
+        .iter()
+        .map(|row| pb::Lead {
+            id: String::new(),
+            attributes: keep
+                .iter()
+                .map(|&i| {
+                    let v = &row[i];
+                    let kind = match v.parse::<f64>() {
+                        Ok(x) if x.is_finite() => pb::attribute_value::Kind::NumberValue(x),
+                        _ => pb::attribute_value::Kind::StringValue(v.clone()),
+                    };
+                    (
+                        table.headers[i].clone(),
+                        pb::AttributeValue { kind: Some(kind) },
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    anyhow::ensure!(!leads.is_empty(), "no leads in {}", args.leads.display());
+    Ok(leads)
+}
+
+struct Shared {
+    leads: Vec<pb::Lead>,
+    seq: AtomicU64,
+    run: u64,
+    /// Requests before this instant are warm-up; none start after `end`.
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Shared {
+    fn next_lead(&self) -> pb::Lead {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut lead = self.leads[(n % self.leads.len() as u64) as usize].clone();
+        lead.id = format!("bench-{}-{n}", self.run);
+        lead
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+impl Tally {
+    fn record(&mut self, shared: &Shared, started: Instant, ok: bool) {
+        if started < shared.measure_from {
+            return;
+        }
+        if ok {
+            let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            self.latencies_us.push(us);
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
+async fn unary_worker(channel: Channel, mode: Mode, shared: Arc<Shared>) -> Tally {
+    let mut tally = Tally::default();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let mut leads = pb::lead_service_client::LeadServiceClient::new(channel);
+    while Instant::now() < shared.end {
+        let started = Instant::now();
+        let ok = match mode {
+            Mode::Health => health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok(),
+            Mode::Score => leads
+                .score_lead(pb::ScoreLeadRequest {
+                    lead: Some(shared.next_lead()),
+                })
+                .await
+                .is_ok(),
+            _ => leads
+                .submit_lead(pb::SubmitLeadRequest {
+                    lead: Some(shared.next_lead()),
+                })
+                .await
+                .is_ok(),
+        };
+        tally.record(&shared, started, ok);
+    }
+    tally
+}
+
+async fn stream_worker(channel: Channel, window: usize, shared: Arc<Shared>) -> Tally {
+    let mut tally = Tally::default();
+    let mut client = pb::lead_service_client::LeadServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::SubmitLeadsRequest>(window);
+    let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(window));
+    let feeder = {
+        let (shared, sent, permits) = (shared.clone(), sent.clone(), permits.clone());
+        tokio::spawn(async move {
+            while Instant::now() < shared.end {
+                let Ok(p) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                p.forget();
+                let lead = shared.next_lead();
+                sent.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(lead.id.clone(), Instant::now());
+                if tx
+                    .send(pb::SubmitLeadsRequest { lead: Some(lead) })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    match client.submit_leads(stream).await {
+        Ok(resp) => {
+            let mut inbound = resp.into_inner();
+            while let Ok(Some(msg)) = inbound.message().await {
+                permits.add_permits(1);
+                let started = sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&msg.lead_id);
+                if let Some(started) = started {
+                    let ok = matches!(
+                        msg.result,
+                        Some(pb::submit_leads_response::Result::Decision(_))
+                    );
+                    tally.record(&shared, started, ok);
+                }
+                if Instant::now() >= shared.end && sent.lock().map(|s| s.is_empty()).unwrap_or(true)
+                {
+                    break;
+                }
+            }
+        }
+        Err(_) => tally.errors += 1,
+    }
+    feeder.abort();
+    tally
+}
+
+fn percentile(sorted: &[u32], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    u64::from(sorted[i])
+}
+
+/// Runs one measurement.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    let leads = read_leads(args)?;
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections.max(1) {
+        let ch = Endpoint::from_shared(args.server.clone())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", args.server))?;
+        channels.push(ch);
+    }
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let shared = Arc::new(Shared {
+        leads,
+        seq: AtomicU64::new(0),
+        run: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default(),
+        measure_from,
+        end: measure_from + Duration::from_secs_f64(args.duration),
+    });
+    let mut tasks = Vec::new();
+    for ch in &channels {
+        for _ in 0..args.concurrency.max(1) {
+            let (ch, shared) = (ch.clone(), shared.clone());
+            tasks.push(match args.mode {
+                Mode::Stream => tokio::spawn(stream_worker(ch, args.window.max(1), shared)),
+                mode => tokio::spawn(unary_worker(ch, mode, shared)),
+            });
+        }
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let tally = t.await?;
+        all.extend(tally.latencies_us);
+        errors += tally.errors;
+    }
+    all.sort_unstable();
+    let seconds = args.duration;
+    Ok(Report {
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        connections: args.connections,
+        concurrency: args.concurrency,
+        seconds,
+        requests: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / seconds,
+        p50_us: percentile(&all, 0.50),
+        p90_us: percentile(&all, 0.90),
+        p99_us: percentile(&all, 0.99),
+        p999_us: percentile(&all, 0.999),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let v: Vec<u32> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500);
+        assert_eq!(percentile(&v, 0.99), 990);
+        assert_eq!(percentile(&v, 0.999), 999);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}

@@ -246,7 +246,7 @@ impl FittedSpec {
         out: &mut [f64],
     ) -> Result<(), Error> {
         debug_assert_eq!(out.len(), self.n_columns);
-        let mut numbuf = String::new();
+        let mut numbuf = NumText::new();
         for (i, f) in self.features.iter().enumerate() {
             let o = self.offsets[i];
             let cell = record.cell(i, &f.name);
@@ -290,12 +290,7 @@ impl FittedSpec {
                         Some(Cell::Bool(b)) => self.lookup[i]
                             .get(if b { "true" } else { "false" })
                             .copied(),
-                        Some(Cell::Num(x)) => {
-                            use std::fmt::Write;
-                            numbuf.clear();
-                            let _ = write!(numbuf, "{x}");
-                            self.lookup[i].get(numbuf.as_str()).copied()
-                        }
+                        Some(Cell::Num(x)) => self.lookup[i].get(numbuf.format(x)).copied(),
                     };
                     out[o + col.unwrap_or(vocabulary.len())] = 1.0;
                 }
@@ -314,6 +309,46 @@ impl FittedSpec {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// A number's Display text, on the stack when it fits (it nearly always does), so matching a
+/// numeric cell against a categorical vocabulary allocates nothing per request.
+struct NumText {
+    buf: [u8; 40],
+    len: usize,
+    spill: String,
+}
+
+impl NumText {
+    fn new() -> NumText {
+        NumText {
+            buf: [0; 40],
+            len: 0,
+            spill: String::new(),
+        }
+    }
+
+    fn format(&mut self, x: f64) -> &str {
+        use std::fmt::Write;
+        self.len = 0;
+        if write!(self, "{x}").is_ok() {
+            // Only whole UTF-8 strs are ever copied in, so this cannot fail.
+            return std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default();
+        }
+        self.spill.clear();
+        let _ = write!(self.spill, "{x}");
+        &self.spill
+    }
+}
+
+impl std::fmt::Write for NumText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
         Ok(())
     }
 }

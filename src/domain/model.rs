@@ -241,6 +241,26 @@ impl Model {
         sigmoid(z)
     }
 
+    /// Probabilities of many dense rows (row-major, `n_columns` wide) as one matrix-vector
+    /// product; `out` gets one probability per row.
+    pub fn predict_batch(&self, rows: &[f64], out: &mut [f64]) {
+        let k = self.n_columns().max(1);
+        let n = out.len().min(rows.len() / k);
+        let (Ok(x), Ok(mut z)) = (
+            ndarray::ArrayView2::from_shape((n, k), &rows[..n * k]),
+            ndarray::ArrayViewMut1::from_shape(n, &mut out[..n]),
+        ) else {
+            return;
+        };
+        z.fill(self.artifact.intercept);
+        let w =
+            ndarray::ArrayView1::from(&self.artifact.weights[..k.min(self.artifact.weights.len())]);
+        if w.len() == k {
+            ndarray::linalg::general_mat_vec_mul(1.0, &x, &w, 1.0, &mut z);
+        }
+        z.mapv_inplace(sigmoid);
+    }
+
     pub fn grade(&self, p: f64) -> Grade {
         let [a, b, c] = self.artifact.grade_thresholds;
         if p >= a {
@@ -420,6 +440,22 @@ pub(crate) mod tests {
         assert!((s.probability - sigmoid(z)).abs() < 1e-12);
         assert_eq!(s.score, (sigmoid(z) * 100.0).round() as u32);
         assert_eq!(s.grade, Grade::A);
+    }
+
+    #[test]
+    fn batch_scoring_matches_row_by_row() {
+        let m = Model::new(tiny_artifact());
+        let rows = [
+            0.5, 0.0, 1.0, 0.0, 0.0, 1.0, //
+            -1.0, 0.0, 0.0, 0.0, 1.0, 0.0, //
+            0.0, 1.0, 0.0, 1.0, 0.0, 0.5,
+        ];
+        let mut out = [0.0; 3];
+        m.predict_batch(&rows, &mut out);
+        for (i, p) in out.iter().enumerate() {
+            let want = m.predict_row(&rows[i * 6..(i + 1) * 6]);
+            assert!((p - want).abs() < 1e-12, "row {i}: {p} vs {want}");
+        }
     }
 
     #[test]

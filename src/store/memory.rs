@@ -1,6 +1,6 @@
 //! The embedded store: all routing state behind one mutex, so every operation is atomic.
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -65,7 +65,9 @@ struct State {
     reps: BTreeMap<String, RepEntry>,
     snapshot: Option<Arc<[Rep]>>,
     leads: HashMap<String, LeadEntry>,
-    queues: HashMap<String, BTreeSet<QueueKey>>,
+    /// Per pool, sorted ascending (best first). A sorted Vec rather than a BTreeSet: the
+    /// queue position in every Queued answer is then a binary search, not a linear count.
+    queues: HashMap<String, Vec<QueueKey>>,
     outcomes: Vec<OutcomeRecord>,
     seq: u64,
 }
@@ -131,10 +133,27 @@ impl State {
         (Some(a), records)
     }
 
+    fn enqueue(&mut self, pool: &str, key: QueueKey) -> u32 {
+        let q = self.queues.entry(pool.to_string()).or_default();
+        let i = q.binary_search(&key).unwrap_or_else(|i| i);
+        q.insert(i, key);
+        i as u32 + 1
+    }
+
+    /// 1-based place of `key` in its pool's queue (0 if absent).
     fn position(&self, key: &QueueKey, pool: &str) -> u32 {
         self.queues
             .get(pool)
-            .map_or(0, |q| q.range(..=key.clone()).count() as u32)
+            .and_then(|q| q.binary_search(key).ok())
+            .map_or(0, |i| i as u32 + 1)
+    }
+
+    fn dequeue(&mut self, pool: &str, key: &QueueKey) {
+        if let Some(q) = self.queues.get_mut(pool)
+            && let Ok(i) = q.binary_search(key)
+        {
+            q.remove(i);
+        }
     }
 
     fn release(&mut self, rep_id: &str) {
@@ -156,28 +175,26 @@ impl State {
 
     fn drain(&mut self, pool: &str, now: Timestamp) -> Vec<Assignment> {
         let mut drained = Vec::new();
-        let keys: Vec<QueueKey> = self
-            .queues
-            .get(pool)
-            .map(|q| q.iter().cloned().collect())
-            .unwrap_or_default();
         let reps = self.snapshot();
-        for key in keys {
-            if !self.pool_has_room(pool, now) {
+        // Walk the queue best first; a lead nobody can take (skills) stays and we move on.
+        let mut i = 0;
+        while self.pool_has_room(pool, now) {
+            let Some(key) = self.queues.get(pool).and_then(|q| q.get(i)).cloned() else {
                 break;
-            }
+            };
             let Some(LeadEntry::Queued(_, ctx)) = self.leads.get(&key.2) else {
+                i += 1;
                 continue;
             };
             let ctx = ctx.clone();
             let ranking = routing::rank(&reps, &ctx.needs, now, None);
             if let (Some(a), _) = self.book(&ctx, ranking.candidates, now) {
-                if let Some(q) = self.queues.get_mut(pool) {
-                    q.remove(&key);
-                }
+                self.dequeue(pool, &key);
                 self.leads
                     .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
                 drained.push(a);
+            } else {
+                i += 1;
             }
         }
         drained
@@ -245,15 +262,10 @@ impl CapacityStore for MemoryStore {
             None => {
                 s.seq += 1;
                 let key = queue_key(req.context.probability, s.seq, &id);
-                let pool = req.context.needs.pool.clone();
-                s.queues
-                    .entry(pool.clone())
-                    .or_default()
-                    .insert(key.clone());
-                s.leads
-                    .insert(id, LeadEntry::Queued(key.clone(), req.context));
+                let position = s.enqueue(&req.context.needs.pool, key.clone());
+                s.leads.insert(id, LeadEntry::Queued(key, req.context));
                 Ok(Claim::Queued {
-                    position: s.position(&key, &pool),
+                    position,
                     records,
                     replayed: false,
                 })
@@ -300,9 +312,7 @@ impl CapacityStore for MemoryStore {
             },
             Some(LeadEntry::Queued(key, ctx)) => {
                 let (key, ctx) = (key.clone(), ctx.clone());
-                if let Some(q) = s.queues.get_mut(&ctx.needs.pool) {
-                    q.remove(&key);
-                }
+                s.dequeue(&ctx.needs.pool, &key);
                 let a = Assignment {
                     lead_id: lead_id.to_string(),
                     rep_id: String::new(),

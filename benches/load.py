@@ -10,11 +10,13 @@ Needs redis-server on PATH for the Redis row. Prints Markdown.
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 BIN = "target/release/leadrouter"
@@ -30,18 +32,30 @@ def free_port():
 
 
 def start_server(env_extra):
+    """Starts a server; returns (process, url, ms from exec to its "serving" log line, which
+    it writes just after health turns SERVING)."""
     port = free_port()
     env = dict(os.environ, LEADROUTER__SERVER__ADDR=f"127.0.0.1:{port}",
-               LEADROUTER__LOG__FILTER="warn", **env_extra)
+               LEADROUTER__LOG__FORMAT="json", LEADROUTER__LOG__FILTER="info", **env_extra)
+    t0 = time.perf_counter()
     p = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return p, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "leadrouter serving" in line:
+            ready_ms = (time.perf_counter() - t0) * 1000
+            # Keep draining the pipe so the server never blocks on it.
+            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+            return p, f"http://127.0.0.1:{port}", ready_ms
     raise RuntimeError("server did not start")
+
+
+def rss_mib(p, field):
+    """VmRSS (now) or VmHWM (peak) of a process, in MiB."""
+    with open(f"/proc/{p.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def bench(server, mode, conns, inflight, a):
@@ -59,14 +73,47 @@ def median_run(server, mode, conns, inflight, a):
     return runs[len(runs) // 2]
 
 
+def h2load_check(url, a):
+    """ScoreLead through h2load and through `leadrouter bench` at the same concurrency."""
+    body = os.path.join(tempfile.mkdtemp(), "score.bin")
+    subprocess.run([BIN, "bench", "--write-body", body], check=True)
+    path = f"{url}/leadrouter.v1.LeadService/ScoreLead"
+    hdr = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    # h2load counts HTTP 200s, and a broken body still gets 200: check this one once.
+    v = subprocess.run(["curl", "-sv", "--http2-prior-knowledge", *hdr, "--data-binary",
+                        f"@{body}", "-o", "/dev/null", path], capture_output=True, text=True)
+    status = [l for l in v.stderr.splitlines() if "grpc-status" in l]
+    assert status and status[-1].strip().endswith("grpc-status: 0"), v.stderr
+    out = []
+    for name, conns, inflight in [("c16", 16, 1), ("c4m16", 4, 16)]:
+        h = subprocess.run(["h2load", "-c", str(conns), "-m", str(inflight), "-D",
+                            str(a.duration), "--warm-up-time", str(a.warmup), "-d", body,
+                            *hdr, path], capture_output=True, text=True, check=True).stdout
+        rps = float(re.search(r"finished in [0-9.]+m?s, ([0-9.]+) req/s", h).group(1))
+        ok = int(re.search(r"status codes: (\d+) 2xx", h).group(1))
+        ours = median_run(url, "score", conns, inflight, a)["rps"]
+        out.append((name, rps, ours, ok))
+    return status[-1].strip(), out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--h2load", action="store_true", help="cross-check ScoreLead with h2load")
     a = ap.parse_args()
     rows = []
-    srv, url = start_server({})
+    ready = []
+    for _ in range(a.runs):
+        srv, url, ms = start_server({})
+        ready.append(ms)
+        srv.terminate()
+        srv.wait()
+    srv, url, _ = start_server({})
+    time.sleep(0.5)
+    idle_rss = rss_mib(srv, "VmRSS")
+    peak_c64 = None
     try:
         for name, conns, inflight in CONFIGS:
             ceiling = median_run(url, "health", conns, inflight, a)
@@ -74,6 +121,9 @@ def main():
             for mode in ("score", "submit", "stream"):
                 rows.append((name, f"{mode} (memory)",
                              median_run(url, mode, conns, inflight, a), ceiling))
+            if name == "c64":
+                peak_c64 = rss_mib(srv, "VmHWM")
+        h2 = h2load_check(url, a) if a.h2load else None
     finally:
         srv.terminate()
         srv.wait()
@@ -84,7 +134,7 @@ def main():
                                   "--save", "", "--appendonly", "no", "--dir", d],
                                  stdout=subprocess.DEVNULL)
         time.sleep(0.3)
-        srv, url = start_server({"LEADROUTER__STORE__URL": f"redis+unix://{sock}"})
+        srv, url, _ = start_server({"LEADROUTER__STORE__URL": f"redis+unix://{sock}"})
         try:
             for name, conns, inflight in CONFIGS:
                 ceiling = median_run(url, "health", conns, inflight, a)
@@ -95,6 +145,15 @@ def main():
             srv.terminate()
             srv.wait()
             redis.terminate()
+    print(f"exec -> health SERVING (shipped model), median of {a.runs}: "
+          f"{statistics.median(ready):.0f} ms; RSS idle {idle_rss:.1f} MiB, "
+          f"peak after the c1/c16/c64 loads (memory store) {peak_c64:.1f} MiB")
+    if h2:
+        print(f"h2load cross-check (body verified once with curl: {h2[0]}):")
+        print("| load | h2load ScoreLead rps | leadrouter bench ScoreLead rps | bench / h2load | h2load 2xx |")
+        print("|---|---|---|---|---|")
+        for name, rps, ours, ok in h2[1]:
+            print(f"| {name} | {rps:,.0f} | {ours:,.0f} | {ours / rps:.2f} | {ok} |")
     print(f"median of {a.runs} runs, {a.duration:g} s each after {a.warmup:g} s warm-up; "
           f"{os.cpu_count()} cores shared by server, load and Redis")
     print("| load | method | rps | ratio to ceiling | p50 us | p99 us | p99.9 us | errors |")

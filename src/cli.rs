@@ -316,6 +316,10 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Compare(a) => tokio::task::spawn_blocking(move || ops::compare(a)).await?,
         Command::Promote(a) => ops::promote(a).await,
         Command::ModelHealth(a) => ops::model_health(a).await,
+        Command::Bench(a) if a.write_body.is_some() => {
+            let path = a.write_body.clone().unwrap_or_default();
+            crate::loadgen::write_body(&a, &path)
+        }
         Command::Bench(a) => {
             let report = crate::loadgen::run(&a).await?;
             println!("{}", serde_json::to_string(&report)?);

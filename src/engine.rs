@@ -92,6 +92,44 @@ thread_local! {
     static ROW: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The decision once the store has answered the claim.
+fn finish(
+    mut decision: Decision,
+    claim: Claim,
+    rejected: Vec<CandidateRecord>,
+    pool: String,
+) -> Decision {
+    let (status, mut candidates, replayed) = match claim {
+        Claim::Assigned {
+            assignment,
+            records,
+            replayed,
+        } => {
+            let status = if assignment.is_open() {
+                RoutingStatus::Assigned(assignment)
+            } else {
+                RoutingStatus::Closed(assignment)
+            };
+            (status, records, replayed)
+        }
+        Claim::Queued {
+            position,
+            records,
+            replayed,
+        } => (RoutingStatus::Queued { position }, records, replayed),
+    };
+    if !replayed {
+        candidates.extend(rejected);
+    }
+    decision.routing = Some(RoutingDecision {
+        status,
+        pool,
+        candidates,
+        replayed,
+    });
+    decision
+}
+
 /// Reads and validates a model artifact from disk.
 pub fn read_artifact(path: &Path) -> Result<Artifact> {
     let bytes = std::fs::read(path)
@@ -197,7 +235,92 @@ impl Engine {
 
     /// Scores, segments and routes a lead; idempotent on the lead id.
     pub async fn submit(&self, lead: Lead) -> Result<Decision> {
-        let mut decision = self.score(&lead)?;
+        let decision = self.score(&lead)?;
+        let reps = self.parts.store.reps().await?;
+        let (decision, req, rejected) = self.prepare(lead, decision, &reps, self.now())?;
+        let pool = req.context.needs.pool.clone();
+        let claim = self.parts.store.claim(req).await?;
+        Ok(finish(decision, claim, rejected, pool))
+    }
+
+    /// Scores a batch of leads with one matrix-vector product (drift counted per lead).
+    pub fn score_batch(&self, leads: &[Lead]) -> Vec<Result<Decision>> {
+        let guard = self.model.load();
+        let Some(m) = guard.as_deref() else {
+            return leads.iter().map(|l| self.score(l)).collect();
+        };
+        let artifact = m.model.artifact();
+        let k = artifact.spec.n_columns();
+        let mut rows = vec![0.0; k * leads.len()];
+        let extracted: Vec<Result<()>> = leads
+            .iter()
+            .zip(rows.chunks_mut(k.max(1)))
+            .map(|(l, row)| artifact.spec.extract_into(l, row))
+            .collect();
+        let mut p = vec![0.0; leads.len()];
+        m.model.predict_batch(&rows, &mut p);
+        leads
+            .iter()
+            .zip(extracted)
+            .enumerate()
+            .map(|(i, (lead, ok))| {
+                ok?;
+                let row = &rows[i * k..(i + 1) * k];
+                if let Some(reference) = &artifact.drift {
+                    m.drift.observe(&artifact.spec, reference, row, p[i]);
+                }
+                let score = m.model.explain(row, p[i]);
+                let segment = self.parts.segments.classify(lead, score.probability);
+                Ok(Decision {
+                    lead_id: lead.id.clone(),
+                    required_skills: Vec::new(),
+                    score,
+                    segment,
+                    routing: None,
+                })
+            })
+            .collect()
+    }
+
+    /// SubmitLead for a batch: one scoring pass, one directory read and one store round trip
+    /// for all claims (each claim still atomic on its own). Results are in input order.
+    pub async fn submit_batch(&self, leads: Vec<Lead>) -> Vec<Result<Decision>> {
+        let scored = self.score_batch(&leads);
+        let reps = match self.parts.store.reps().await {
+            Ok(r) => r,
+            Err(e) => return leads.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let now = self.now();
+        let mut out: Vec<Option<Result<Decision>>> = Vec::with_capacity(leads.len());
+        let mut pending = Vec::new();
+        let mut requests = Vec::new();
+        for (i, (lead, scored)) in leads.into_iter().zip(scored).enumerate() {
+            match scored.and_then(|d| self.prepare(lead, d, &reps, now)) {
+                Ok((decision, req, rejected)) => {
+                    pending.push((i, decision, rejected, req.context.needs.pool.clone()));
+                    requests.push(req);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let claims = self.parts.store.claim_many(requests).await;
+        for ((i, decision, rejected, pool), claim) in pending.into_iter().zip(claims) {
+            out[i] = Some(claim.map(|c| finish(decision, c, rejected, pool)));
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Internal("lost a batch result".into()))))
+            .collect()
+    }
+
+    /// Needs, pool check and static ranking of a scored lead: the claim to make.
+    fn prepare(
+        &self,
+        lead: Lead,
+        mut decision: Decision,
+        reps: &[Rep],
+        now: Timestamp,
+    ) -> Result<(Decision, ClaimRequest, Vec<CandidateRecord>)> {
         let seg_skills = self.parts.segments.skills_for(&decision.segment.segment);
         let needs = self
             .parts
@@ -211,10 +334,7 @@ impl Engine {
                 "a pool name has at most 128 bytes and no braces",
             ));
         }
-        let now = self.now();
-        let reps = self.parts.store.reps().await?;
-        let ranking = routing::rank(&reps, &needs, now, None);
-        let pool = needs.pool.clone();
+        let ranking = routing::rank(reps, &needs, now, None);
         let context = LeadContext {
             lead,
             needs,
@@ -222,44 +342,12 @@ impl Engine {
             segment: decision.segment.segment.clone(),
             model_version: decision.score.model_version.clone(),
         };
-        let claim = self
-            .parts
-            .store
-            .claim(ClaimRequest {
-                context,
-                candidates: ranking.candidates,
-                now,
-            })
-            .await?;
-        let (status, mut candidates, replayed) = match claim {
-            Claim::Assigned {
-                assignment,
-                records,
-                replayed,
-            } => {
-                let status = if assignment.is_open() {
-                    RoutingStatus::Assigned(assignment)
-                } else {
-                    RoutingStatus::Closed(assignment)
-                };
-                (status, records, replayed)
-            }
-            Claim::Queued {
-                position,
-                records,
-                replayed,
-            } => (RoutingStatus::Queued { position }, records, replayed),
+        let req = ClaimRequest {
+            context,
+            candidates: ranking.candidates,
+            now,
         };
-        if !replayed {
-            candidates.extend(ranking.rejected);
-        }
-        decision.routing = Some(RoutingDecision {
-            status,
-            pool,
-            candidates,
-            replayed,
-        });
-        Ok(decision)
+        Ok((decision, req, ranking.rejected))
     }
 
     pub async fn lookup(&self, lead_id: &str) -> Result<LeadState> {

@@ -50,6 +50,10 @@ pub struct BenchArgs {
     pub leads: PathBuf,
     #[arg(long, value_delimiter = ',', default_value = "y,duration")]
     pub drop_columns: Vec<String>,
+    /// Instead of running, write one ScoreLead request as a gRPC-framed body (5-byte prefix +
+    /// protobuf) to this file, for h2load -d.
+    #[arg(long)]
+    pub write_body: Option<PathBuf>,
 }
 
 /// What one run measured.
@@ -231,6 +235,19 @@ fn percentile(sorted: &[u32], q: f64) -> u64 {
     }
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     u64::from(sorted[i])
+}
+
+/// Writes the gRPC framing of a ScoreLead request for the first lead: flag byte 0 (not
+/// compressed), big-endian u32 length, protobuf bytes.
+pub fn write_body(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<()> {
+    use prost::Message;
+    let mut lead = read_leads(args)?.swap_remove(0);
+    lead.id = "h2load".into();
+    let msg = pb::ScoreLeadRequest { lead: Some(lead) }.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(msg.len())?.to_be_bytes());
+    body.extend_from_slice(&msg);
+    std::fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Runs one measurement.

@@ -71,6 +71,16 @@ pub struct RepStatus {
 pub trait CapacityStore: Send + Sync {
     /// Atomically replays, assigns (load, period count and record in one step) or enqueues.
     async fn claim(&self, req: ClaimRequest) -> Result<Claim>;
+
+    /// Several claims, each atomic on its own, answered in order. Backends that can send them
+    /// in one round trip (Redis: a pipeline) override this.
+    async fn claim_many(&self, reqs: Vec<ClaimRequest>) -> Vec<Result<Claim>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.claim(r).await);
+        }
+        out
+    }
     async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>>;
     /// The stored context of a lead (assigned, closed or queued).
     async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>>;

@@ -285,6 +285,13 @@ impl Model {
         buf.resize(spec.n_columns(), 0.0);
         spec.extract_into(record, buf)?;
         let p = self.predict_row(buf);
+        Ok(self.explain(buf, p))
+    }
+
+    /// The score of a dense `row` whose probability `p` is already known (batch scoring),
+    /// with its largest contributions by source attribute.
+    pub fn explain(&self, row: &[f64], p: f64) -> Score {
+        let spec = &self.artifact.spec;
         let mut contributions: Vec<(&str, f64)> = spec
             .features()
             .iter()
@@ -292,7 +299,7 @@ impl Model {
             .map(|(i, f)| {
                 let c = spec
                     .columns_of(i)
-                    .map(|j| self.artifact.weights[j] * buf[j])
+                    .map(|j| self.artifact.weights[j] * row[j])
                     .sum::<f64>();
                 (f.name.as_str(), c)
             })
@@ -311,7 +318,7 @@ impl Model {
             .take(TOP_FACTORS)
             .map(|(n, c)| (n.to_string(), *c))
             .collect();
-        Ok(Score {
+        Score {
             probability: p,
             score: (p * 100.0).round() as u32,
             grade: self.grade(p),
@@ -319,7 +326,7 @@ impl Model {
             top_negative,
             model_version: self.version().to_string(),
             cold_start: false,
-        })
+        }
     }
 
     pub fn score<R: Record + ?Sized>(&self, record: &R) -> Result<Score, Error> {

@@ -7,7 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::engine::Engine;
+use crate::engine::{Decision, Engine};
 use crate::grpc::{convert, pb, status};
 
 pub struct LeadApi {
@@ -24,21 +24,19 @@ impl LeadApi {
     }
 }
 
+/// Stream leads per batch for each unit of `server.stream_concurrency`.
+const BATCH_PER_SLOT: usize = 4;
+
 fn lead_span(method: &'static str, lead: Option<&pb::Lead>) -> tracing::Span {
     let id = lead.map_or("", |l| l.id.as_str());
     tracing::info_span!("rpc", method, lead_id = %id)
 }
 
-/// One lead of a stream: its decision, or its error as data so the stream goes on.
-async fn submit_one(engine: Arc<Engine>, msg: pb::SubmitLeadsRequest) -> pb::SubmitLeadsResponse {
-    let lead_id = msg.lead.as_ref().map(|l| l.id.clone()).unwrap_or_default();
-    let span = lead_span("SubmitLeads", msg.lead.as_ref());
-    let result = async {
-        let lead = convert::lead(msg.lead)?;
-        engine.submit(lead).await
-    }
-    .instrument(span)
-    .await;
+/// One lead's answer in a stream: its decision, or its error as data so the stream goes on.
+fn stream_answer(
+    lead_id: String,
+    result: crate::error::Result<Decision>,
+) -> pb::SubmitLeadsResponse {
     let result = match result {
         Ok(d) => pb::submit_leads_response::Result::Decision(convert::decision(d)),
         Err(e) => pb::submit_leads_response::Result::Error(pb::LeadError {
@@ -50,6 +48,44 @@ async fn submit_one(engine: Arc<Engine>, msg: pb::SubmitLeadsRequest) -> pb::Sub
         lead_id,
         result: Some(result),
     }
+}
+
+/// A batch of stream messages through Engine::submit_batch; answers in arrival order.
+async fn submit_batch(
+    engine: &Engine,
+    batch: Vec<pb::SubmitLeadsRequest>,
+) -> Vec<pb::SubmitLeadsResponse> {
+    let span = tracing::info_span!("rpc", method = "SubmitLeads", batch = batch.len());
+    async {
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut converted = Vec::with_capacity(batch.len());
+        let mut leads = Vec::with_capacity(batch.len());
+        for m in batch {
+            ids.push(m.lead.as_ref().map(|l| l.id.clone()).unwrap_or_default());
+            match convert::lead(m.lead) {
+                Ok(l) => {
+                    leads.push(l);
+                    converted.push(None);
+                }
+                Err(e) => converted.push(Some(e)),
+            }
+        }
+        let mut results = engine.submit_batch(leads).await.into_iter();
+        ids.into_iter()
+            .zip(converted)
+            .map(|(id, bad)| {
+                let r = match bad {
+                    Some(e) => Err(e),
+                    None => results.next().unwrap_or_else(|| {
+                        Err(crate::error::Error::Internal("missing result".into()))
+                    }),
+                };
+                stream_answer(id, r)
+            })
+            .collect()
+    }
+    .instrument(span)
+    .await
 }
 
 #[tonic::async_trait]
@@ -94,24 +130,40 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let inbound = req.into_inner();
         let n = self.stream_concurrency;
         // Bounded: when the client stops reading, we stop reading its requests (backpressure).
-        let (tx, rx) = tokio::sync::mpsc::channel(n);
+        let (tx, rx) = tokio::sync::mpsc::channel(n * BATCH_PER_SLOT);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let mut results = inbound
-                .map(|msg| {
+            // Whatever has arrived (up to a batch) is scored in one pass and claimed in one
+            // store round trip; two batches are in flight so reading overlaps the work.
+            let mut batches = inbound
+                .ready_chunks(n * BATCH_PER_SLOT)
+                .map(|chunk| {
                     let engine = engine.clone();
                     async move {
-                        match msg {
-                            Ok(m) => Ok(submit_one(engine, m).await),
-                            Err(status) => Err(status),
+                        let mut ok = Vec::with_capacity(chunk.len());
+                        let mut fatal = None;
+                        for m in chunk {
+                            match m {
+                                Ok(m) => ok.push(m),
+                                Err(status) => {
+                                    fatal = Some(status);
+                                    break;
+                                }
+                            }
                         }
+                        (submit_batch(&engine, ok).await, fatal)
                     }
                 })
-                .buffered(n);
-            while let Some(item) = results.next().await {
-                let fatal = item.is_err();
-                if tx.send(item).await.is_err() || fatal {
-                    break;
+                .buffered(2);
+            while let Some((answers, fatal)) = batches.next().await {
+                for a in answers {
+                    if tx.send(Ok(a)).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(status) = fatal {
+                    let _ = tx.send(Err(status)).await;
+                    return;
                 }
             }
         });

@@ -6,6 +6,7 @@
 //! snapshot for ranking, refreshed within 250 ms of any change (`dirver` counter).
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ pub struct RedisStore {
     directory: ArcSwap<Directory>,
     /// Pools this process has registered in the global pool set.
     known_pools: Mutex<HashSet<String>>,
+    /// The claim script is known to be loaded (a claim succeeded since the last pipeline
+    /// failure), so a pipeline of bare EVALSHAs will not meet NOSCRIPT.
+    claim_loaded: std::sync::atomic::AtomicBool,
 }
 
 fn unavailable(e: redis::RedisError) -> Error {
@@ -241,6 +245,7 @@ impl RedisStore {
                 version: None,
             }),
             known_pools: Mutex::new(HashSet::new()),
+            claim_loaded: std::sync::atomic::AtomicBool::new(false),
         });
         store.refresh().await.map_err(|e| e.to_string())?;
         tokio::spawn(watch_directory(Arc::downgrade(&store)));
@@ -375,6 +380,23 @@ impl RedisStore {
         now: Timestamp,
         ctx_json: &str,
     ) -> Result<ClaimReply> {
+        let inv = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
+        let values: Vec<Option<String>> = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(ClaimReply::from_values(values))
+    }
+
+    fn claim_invocation(
+        &self,
+        mode: &str,
+        ctx: &LeadContext,
+        from_rep: &str,
+        candidates: &[Candidate],
+        now: Timestamp,
+        ctx_json: &str,
+    ) -> redis::ScriptInvocation<'_> {
         let keys = self.pool(&ctx.needs.pool);
         let mut inv = self.claim.prepare_invoke();
         for k in keys.claim(&ctx.lead.id) {
@@ -397,11 +419,53 @@ impl RedisStore {
             let _ = write!(list, "{}\x1f{}\x1f{}", c.rep_id, c.match_score, c.period);
         }
         inv.arg(list);
-        let values: Vec<Option<String>> = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(ClaimReply::from_values(values))
+        inv
+    }
+
+    /// The claim's answer as a Claim.
+    fn claim_result(req: &ClaimRequest, mut r: ClaimReply) -> Result<Claim> {
+        let ctx = &req.context;
+        let pool = &ctx.needs.pool;
+        let live = std::mem::take(&mut r.live);
+        let r = r.head;
+        match r.first().map(String::as_str) {
+            Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
+                position: num(&r[8]).unwrap_or(0),
+                records: vec![],
+                replayed: true,
+            }),
+            Some("replay") => {
+                let f: Vec<&str> = r[1..8].iter().map(String::as_str).collect();
+                Ok(Claim::Assigned {
+                    assignment: Self::assignment(&ctx.lead.id, pool, &f),
+                    records: vec![],
+                    replayed: true,
+                })
+            }
+            Some("assigned") => {
+                let assignment = Assignment {
+                    lead_id: ctx.lead.id.clone(),
+                    rep_id: r[1].clone(),
+                    pool: pool.clone(),
+                    state: AssignmentState::Open,
+                    probability: ctx.probability,
+                    segment: ctx.segment.clone(),
+                    assigned_at_ms: num(&r[2]).unwrap_or(0),
+                    closed_at_ms: None,
+                };
+                Ok(Claim::Assigned {
+                    assignment,
+                    records: records(&req.candidates, &live),
+                    replayed: false,
+                })
+            }
+            Some("queued") => Ok(Claim::Queued {
+                position: num(&r[1]).unwrap_or(0),
+                records: records(&req.candidates, &live),
+                replayed: false,
+            }),
+            other => Err(Error::Internal(format!("claim script answered {other:?}"))),
+        }
     }
 
     /// Assigns queued leads of `pool` in queue order while any rep might have room.
@@ -580,50 +644,58 @@ impl CapacityStore for RedisStore {
         let ctx = &req.context;
         self.register_pool(&ctx.needs.pool).await?;
         let json = serde_json::to_string(ctx).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut r = self
+        let r = self
             .run_claim("new", ctx, "", &req.candidates, req.now, &json)
             .await?;
-        let pool = &ctx.needs.pool;
-        let live = std::mem::take(&mut r.live);
-        let r = r.head;
-        match r.first().map(String::as_str) {
-            Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
-                position: num(&r[8]).unwrap_or(0),
-                records: vec![],
-                replayed: true,
-            }),
-            Some("replay") => {
-                let f: Vec<&str> = r[1..8].iter().map(String::as_str).collect();
-                Ok(Claim::Assigned {
-                    assignment: Self::assignment(&ctx.lead.id, pool, &f),
-                    records: vec![],
-                    replayed: true,
-                })
-            }
-            Some("assigned") => {
-                let assignment = Assignment {
-                    lead_id: ctx.lead.id.clone(),
-                    rep_id: r[1].clone(),
-                    pool: pool.clone(),
-                    state: AssignmentState::Open,
-                    probability: ctx.probability,
-                    segment: ctx.segment.clone(),
-                    assigned_at_ms: num(&r[2]).unwrap_or(0),
-                    closed_at_ms: None,
-                };
-                Ok(Claim::Assigned {
-                    assignment,
-                    records: records(&req.candidates, &live),
-                    replayed: false,
-                })
-            }
-            Some("queued") => Ok(Claim::Queued {
-                position: num(&r[1]).unwrap_or(0),
-                records: records(&req.candidates, &live),
-                replayed: false,
-            }),
-            other => Err(Error::Internal(format!("claim script answered {other:?}"))),
+        self.claim_loaded.store(true, Ordering::Relaxed);
+        Self::claim_result(&req, r)
+    }
+
+    /// All claims in one pipeline: one round trip, each EVALSHA still atomic on its own.
+    /// If the pipeline fails (e.g. NOSCRIPT after a Redis restart), the claims are sent one
+    /// by one, which reloads the script; replays make that safe for any claim that did run.
+    async fn claim_many(&self, mut reqs: Vec<ClaimRequest>) -> Vec<Result<Claim>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        // Until the script is known to be loaded, the first claim goes alone (and loads it).
+        while !reqs.is_empty() && (reqs.len() < 2 || !self.claim_loaded.load(Ordering::Relaxed)) {
+            out.push(self.claim(reqs.remove(0)).await);
         }
+        if reqs.is_empty() {
+            return out;
+        }
+        let mut jsons = Vec::with_capacity(reqs.len());
+        for r in &reqs {
+            if let Err(e) = self.register_pool(&r.context.needs.pool).await {
+                return reqs.iter().map(|_| Err(e.clone())).collect();
+            }
+            jsons.push(serde_json::to_string(&r.context).unwrap_or_default());
+        }
+        let invocations: Vec<_> = reqs
+            .iter()
+            .zip(&jsons)
+            .map(|(r, j)| self.claim_invocation("new", &r.context, "", &r.candidates, r.now, j))
+            .collect();
+        let mut pipe = redis::pipe();
+        for inv in &invocations {
+            pipe.invoke_script(inv);
+        }
+        let answers: redis::RedisResult<Vec<Vec<Option<String>>>> =
+            pipe.query_async(&mut self.conn()).await;
+        drop(invocations);
+        match answers {
+            Ok(values) if values.len() == reqs.len() => out.extend(
+                reqs.iter()
+                    .zip(values)
+                    .map(|(r, v)| Self::claim_result(r, ClaimReply::from_values(v))),
+            ),
+            _ => {
+                self.claim_loaded.store(false, Ordering::Relaxed);
+                for r in reqs {
+                    out.push(self.claim(r).await);
+                }
+            }
+        }
+        out
     }
 
     async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>> {

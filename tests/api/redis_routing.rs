@@ -476,3 +476,79 @@ async fn rediss_with_auth_and_a_private_ca() {
     untrusted.store.tls_ca_file = String::new();
     assert!(leadrouter::app::App::build(untrusted).await.is_err());
 }
+
+/// Streams `ids` through SubmitLeads and returns the answers in order.
+async fn stream_leads(app: &TestApp, ids: &[String]) -> Vec<pb::SubmitLeadsResponse> {
+    use tokio_stream::StreamExt;
+    let reqs: Vec<pb::SubmitLeadsRequest> = ids
+        .iter()
+        .map(|id| pb::SubmitLeadsRequest {
+            lead: Some(good_lead(id)),
+        })
+        .collect();
+    let mut stream = app
+        .leads()
+        .submit_leads(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        out.push(msg.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_batches_claims_into_pipelines_and_survives_a_script_flush() {
+    use pb::submit_leads_response::Result as R;
+    let server = RedisServer::start();
+    let app = spawn_with(redis_settings(&server.url())).await;
+    app.add_rep(rep("a", 150, &[])).await;
+    app.add_rep(rep("b", 100, &[])).await;
+    stream_leads(&app, &["warm-up".to_string()]).await;
+    server.cli(&["config", "resetstat"]);
+    let ids: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+    let answers = stream_leads(&app, &ids).await;
+    let got: Vec<&str> = answers.iter().map(|a| a.lead_id.as_str()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut by_status = HashMap::new();
+    for a in &answers {
+        let Some(R::Decision(d)) = &a.result else {
+            panic!("{a:?}")
+        };
+        *by_status.entry(status_of(d)).or_insert(0) += 1;
+    }
+    assert_eq!(by_status[&pb::RoutingStatus::Assigned], 249);
+    assert_eq!(by_status[&pb::RoutingStatus::Queued], 51);
+    assert_eq!((app.load_of("a").await, app.load_of("b").await), (150, 100));
+    // Each lead is still one EVALSHA; they travel in pipelines, so there are fewer round
+    // trips than leads (the Lua calls inside are not counted as client commands).
+    let stats = commandstats(&server);
+    assert_eq!(stats.get("evalsha").copied(), Some(300), "{stats:?}");
+    // After SCRIPT FLUSH the pipeline fails with NOSCRIPT; the claims fall back to one by one,
+    // which reloads the script, and replays keep every lead counted once.
+    server.cli(&["script", "flush"]);
+    let mut again: Vec<String> = (295..305).map(|i| format!("s{i}")).collect();
+    again.push("s0".into());
+    let answers = stream_leads(&app, &again).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a.result, Some(R::Decision(_)))),
+        "{answers:?}"
+    );
+    assert_eq!((app.load_of("a").await, app.load_of("b").await), (150, 100));
+    let queued_now = answers
+        .iter()
+        .filter(|a| matches!(&a.result, Some(R::Decision(d)) if status_of(d) == pb::RoutingStatus::Queued))
+        .count();
+    assert_eq!(
+        queued_now, 10,
+        "5 replays and 5 new leads queue; s0 replays its assignment"
+    );
+    assert!(
+        commandstats(&server).contains_key("script|load"),
+        "the fallback reloaded the script"
+    );
+}

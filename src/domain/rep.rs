@@ -105,7 +105,11 @@ impl Shift {
         ) else {
             return false;
         };
-        let local = now.to_zoned(tz);
+        self.covers_local(&now.to_zoned(tz), start, end)
+    }
+
+    /// `covers` for a time already in the shift's zone, with its parsed start and end minutes.
+    fn covers_local(&self, local: &jiff::Zoned, start: u32, end: u32) -> bool {
         let minute = u32::from(local.hour() as u8) * 60 + u32::from(local.minute() as u8);
         let day_ok = |wd: Weekday| {
             self.days.is_empty() || self.days.iter().any(|d| parse_day(d) == Some(wd))
@@ -173,6 +177,42 @@ impl Rep {
         now.to_zoned(tz).date().to_string()
     }
 
+    /// `on_shift` and `period` together, reusing `cache` (time zone name -> local time and
+    /// date) across the reps of one ranking: zone lookup and date formatting happen once per
+    /// zone, not once per rep.
+    pub fn shift_and_period(
+        &self,
+        now: Timestamp,
+        cache: &mut Vec<(String, bool, jiff::Zoned, String)>,
+    ) -> (bool, String) {
+        let name = self.shift.as_ref().map_or("UTC", |s| s.timezone.as_str());
+        let i = match cache.iter().position(|(n, ..)| n == name) {
+            Some(i) => i,
+            None => {
+                let (valid, tz) = match &self.shift {
+                    None => (true, TimeZone::UTC),
+                    Some(s) => match TimeZone::get(&s.timezone) {
+                        Ok(tz) => (true, tz),
+                        Err(_) => (false, TimeZone::UTC),
+                    },
+                };
+                let local = now.to_zoned(tz);
+                let date = local.date().to_string();
+                cache.push((name.to_string(), valid, local, date));
+                cache.len() - 1
+            }
+        };
+        let (_, valid, local, date) = &cache[i];
+        let on = match &self.shift {
+            None => true,
+            Some(s) => match (parse_hhmm("", &s.start), parse_hhmm("", &s.end)) {
+                (Ok(start), Ok(end)) if *valid => s.covers_local(local, start, end),
+                _ => false,
+            },
+        };
+        (on, date.clone())
+    }
+
     pub fn skill(&self, name: &str) -> f64 {
         self.skills.get(name).copied().unwrap_or(0.0)
     }
@@ -192,6 +232,39 @@ mod tests {
             daily_quota: None,
             active: true,
             shift: None,
+        }
+    }
+
+    #[test]
+    fn shift_and_period_with_a_shared_cache_agree_with_the_plain_methods() {
+        let shifted = |tz: &str, start: &str, end: &str| {
+            let mut r = rep();
+            r.shift = Some(Shift {
+                timezone: tz.into(),
+                start: start.into(),
+                end: end.into(),
+                days: vec!["mon".into(), "fri".into()],
+            });
+            r
+        };
+        let reps = [
+            rep(),
+            shifted("America/Chicago", "09:00", "17:00"),
+            shifted("Asia/Tokyo", "22:00", "06:00"),
+            shifted("America/Chicago", "12:00", "13:00"),
+            shifted("Mars/Base", "09:00", "17:00"),
+        ];
+        for hour in [0, 3, 9, 14, 17, 18, 23] {
+            let now: Timestamp = format!("2026-11-27T{hour:02}:30:00Z").parse().unwrap();
+            let mut cache = Vec::new();
+            for r in &reps {
+                assert_eq!(
+                    r.shift_and_period(now, &mut cache),
+                    (r.on_shift(now), r.period(now)),
+                    "{r:?} at {now}"
+                );
+            }
+            assert_eq!(cache.len(), 4, "one entry per zone");
         }
     }
 

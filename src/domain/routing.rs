@@ -123,7 +123,9 @@ impl RoutingPolicy {
 /// match score, best first. `exclude` removes one rep (the current one, when reassigning).
 pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) -> Ranking {
     let mut out = Ranking::default();
+    let mut zones = Vec::new();
     for rep in reps.iter().filter(|r| r.pool == needs.pool) {
+        let (on_shift, period) = rep.shift_and_period(now, &mut zones);
         let match_score: f64 = needs.preferred.iter().map(|(s, w)| w * rep.skill(s)).sum();
         let reject = |verdict, detail: String| CandidateRecord {
             rep_id: rep.id.clone(),
@@ -139,7 +141,7 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) 
         } else if !rep.active {
             out.rejected
                 .push(reject(Verdict::Inactive, "not available".into()));
-        } else if !rep.on_shift(now) {
+        } else if !on_shift {
             out.rejected
                 .push(reject(Verdict::OffShift, "outside working hours".into()));
         } else if let Some(missing) = needs.required_skills.iter().find(|s| rep.skill(s) <= 0.0) {
@@ -153,7 +155,7 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) 
                 match_score,
                 capacity: rep.capacity,
                 daily_quota: rep.daily_quota,
-                period: rep.period(now),
+                period,
             });
         }
     }

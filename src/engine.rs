@@ -35,6 +35,17 @@ pub struct LoadedModel {
     pub modified: Option<std::time::SystemTime>,
 }
 
+impl LoadedModel {
+    /// Counts a scored row in this version's drift statistics (when the artifact has a
+    /// training reference).
+    fn observe(&self, row: &[f64], p: f64) {
+        let artifact = self.model.artifact();
+        if let Some(reference) = &artifact.drift {
+            self.drift.observe(&artifact.spec, reference, row, p);
+        }
+    }
+}
+
 /// The result of a successful swap.
 #[derive(Debug, Clone)]
 pub struct Swap {
@@ -214,23 +225,24 @@ impl Engine {
         let score = match guard.as_deref() {
             Some(m) => ROW.with_borrow_mut(|row| {
                 let score = m.model.score_with(lead, row)?;
-                let artifact = m.model.artifact();
-                if let Some(reference) = &artifact.drift {
-                    m.drift
-                        .observe(&artifact.spec, reference, row, score.probability);
-                }
+                m.observe(row, score.probability);
                 Ok::<_, Error>(score)
             })?,
             None => cold_start_score(self.parts.cold_start_base_rate),
         };
+        Ok(self.decide(lead, score))
+    }
+
+    /// The decision of a scored lead before routing: its segment by the rules.
+    fn decide(&self, lead: &Lead, score: Score) -> Decision {
         let segment = self.parts.segments.classify(lead, score.probability);
-        Ok(Decision {
+        Decision {
             lead_id: lead.id.clone(),
             required_skills: Vec::new(),
             score,
             segment,
             routing: None,
-        })
+        }
     }
 
     /// Scores, segments and routes a lead; idempotent on the lead id.
@@ -266,18 +278,8 @@ impl Engine {
             .map(|(i, (lead, ok))| {
                 ok?;
                 let row = &rows[i * k..(i + 1) * k];
-                if let Some(reference) = &artifact.drift {
-                    m.drift.observe(&artifact.spec, reference, row, p[i]);
-                }
-                let score = m.model.explain(row, p[i]);
-                let segment = self.parts.segments.classify(lead, score.probability);
-                Ok(Decision {
-                    lead_id: lead.id.clone(),
-                    required_skills: Vec::new(),
-                    score,
-                    segment,
-                    routing: None,
-                })
+                m.observe(row, p[i]);
+                Ok(self.decide(lead, m.model.explain(row, p[i])))
             })
             .collect()
     }

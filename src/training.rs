@@ -44,29 +44,6 @@ pub struct TrainOptions {
     pub cv_folds: Option<usize>,
 }
 
-impl TrainOptions {
-    /// Options with the CLI's defaults for everything but the data and label.
-    pub fn new(data: PathBuf, label: &str) -> TrainOptions {
-        TrainOptions {
-            data,
-            label: label.to_string(),
-            positive: None,
-            delimiter: None,
-            exclude: Vec::new(),
-            spec: None,
-            seed: 42,
-            holdout_fraction: 0.2,
-            c: 1.0,
-            created_at: None,
-            min_rows: MIN_ROWS,
-            min_positives: MIN_POSITIVES,
-            solver: fit::Solver::Newton,
-            balanced: false,
-            cv_folds: None,
-        }
-    }
-}
-
 /// The C values `--cv` tries, ascending; ties go to the smaller (stronger regularisation).
 pub const CV_GRID: [f64; 8] = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
 

@@ -17,33 +17,53 @@ for _ in $(seq 50); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep
 claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/claim.lua)")
 noop=$(redis-cli -s "$sock" script load "return 1")
 p='lr:{default}'
-# Candidates travel as one argument: records "id US score US period" separated by RS.
-us=$'\x1f'; rs=$'\x1e'
+# Candidates travel as one argument: per rep struct.pack('<BBc0Bc0', flag, #id, id, #period,
+# period), flag 1 opening a match-score group and 2 tying with the one before; the period is
+# the rep's local day number as text (see candidate_list in src/store/redis.rs).
 distinct=""   # 20 reps, distinct match scores (skill levels differ): usually one is read
 tied=""       # 20 reps, all the same match score: all 20 are read and compared
 for i in $(seq -w 19 -1 0); do
-  redis-cli -s "$sock" hset "$p:state" "rep$i" "1000000000||0|||" >/dev/null
-  distinct+="${distinct:+$rs}rep$i${us}0.$i${us}2026-11-28"
-  tied+="${tied:+$rs}rep$i${us}0.5${us}2026-11-28"
+  # A fresh rep's packed state (capacity 10^9, no quota), written by the same Lua struct
+  # layout the service uses (src/store/redis/state.rs).
+  redis-cli -s "$sock" eval "redis.call('HSET', KEYS[1], ARGV[1], struct.pack('<i4i4i4i4i4d', 1000000000, -1, 0, -2147483648, 0, -1))" 1 "$p:state" "rep$i" >/dev/null
+  distinct+=$'\x01\x05'"rep$i"$'\x05'"20785"
+  flag=$'\x02'; [ -z "$tied" ] && flag=$'\x01'
+  tied+="$flag"$'\x05'"rep$i"$'\x05'"20785"
 done
 ctx='{"lead":{"id":"x","attributes":{"age":41.0,"job":"management","marital":"married","education":"university.degree","default":"no","housing":"yes","loan":"no","contact":"cellular","month":"may","day_of_week":"thu","campaign":2.0,"pdays":999.0,"previous":0.0,"poutcome":"nonexistent","emp.var.rate":-1.8,"cons.price.idx":92.893,"cons.conf.idx":-46.2,"euribor3m":1.313,"nr.employed":5099.1,"industry":"finance","language":"en"}},"needs":{"pool":"default","required_skills":["language:en"],"preferred":[["industry:finance",1.0],["segment:nurture",1.0]]},"probability":0.1234,"segment":"nurture","model_version":"48ee002bf2a31a7a"}'
 
-rps() { # prints requests per second of a redis-benchmark run
-  redis-benchmark -s "$sock" -n "$N" -c "$C" -r 100000000 -q "$@" | tr '\r' '\n' |
-    grep -o '[0-9.]* requests per second' | tail -1 | awk '{print $1}'
+rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
+  redis-cli -s "$sock" config resetstat >/dev/null
+  local r u
+  r=$(redis-benchmark -s "$sock" -n "$N" -c "$C" -r 100000000 -q "$@" | tr '\r' '\n' |
+    grep -o '[0-9.]* requests per second' | tail -1 | awk '{print $1}')
+  # Server time per call from INFO commandstats: CPU the command itself took inside Redis,
+  # steadier than requests/s when the load generator shares the cores.
+  u=$(redis-cli -s "$sock" info commandstats | tr -d '\r' |
+    grep -E "^cmdstat_$(echo "$1" | tr 'A-Z' 'a-z'):" | grep -o 'usec_per_call=[0-9.]*' | cut -d= -f2)
+  echo "$r $u"
 }
 ping=$(rps ping)
 noop_rps=$(rps evalsha "$noop" 0)
 keys=(4 "$p:lead:__rand_int__" "$p:state" "$p:queue" "$p:seq")
 claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct")
 tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied")
-assigned=$(redis-cli -s "$sock" hgetall "$p:state" | awk -F'|' 'NR % 2 == 0 && $3 > 0' | wc -l)
-echo "| what | requests/s | ratio to trivial EVALSHA |"
-echo "|---|---|---|"
-awk -v a="$ping" -v b="$noop_rps" -v c="$claim_rps" -v d="$tied_rps" 'BEGIN {
-  printf "| PING | %.0f | %.2f |\n", a, a / b;
-  printf "| EVALSHA of `return 1` (ceiling) | %.0f | 1.00 |\n", b;
-  printf "| EVALSHA claim.lua, 20 reps, distinct match scores | %.0f | %.2f |\n", c, c / b;
-  printf "| EVALSHA claim.lua, 20 reps, all tied | %.0f | %.2f |\n", d, d / b }'
+assigned=$(redis-cli -s "$sock" eval "local n = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+    local _c, _q, load = struct.unpack('<i4i4i4i4i4d', v)
+    if load > 0 then n = n + 1 end
+  end
+  return n" 1 "$p:state")
+echo "| what | requests/s | ratio to trivial EVALSHA | server µs per call |"
+echo "|---|---|---|---|"
+row() { # label, "rps us", ceiling rps
+  set -- "$1" $2 "$3"
+  awk -v l="$1" -v r="$2" -v u="$3" -v b="$4" 'BEGIN { printf "| %s | %.0f | %.2f | %s |\n", l, r, r / b, u }'
+}
+base=${noop_rps%% *}
+row "PING" "$ping" "$base"
+row "EVALSHA of \`return 1\` (ceiling)" "$noop_rps" "$base"
+row "EVALSHA claim.lua, 20 reps, distinct match scores" "$claim_rps" "$base"
+row "EVALSHA claim.lua, 20 reps, all tied" "$tied_rps" "$base"
 echo
 echo "($N requests, $C clients, unix socket, redis $(redis-server --version | awk '{print $3}'); reps that received leads: $assigned)"

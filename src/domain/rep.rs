@@ -123,6 +123,9 @@ impl Shift {
     }
 }
 
+/// Upper bound for a rep's capacity and daily quota.
+pub const MAX_LIMIT: u32 = 1_000_000_000;
+
 impl Rep {
     /// Checks every field; the error names it. Normalises skill names to lower case.
     pub fn validate(mut self) -> Result<Rep, Error> {
@@ -137,6 +140,19 @@ impl Rep {
         if self.pool.contains(['{', '}']) {
             // Pools are Redis hash tags; a brace would split the pool's keys across slots.
             return Err(Error::invalid("rep.pool", "must not contain '{' or '}'"));
+        }
+        // Stores pack limits and counters as 32-bit integers; no team needs more.
+        if self.capacity > MAX_LIMIT {
+            return Err(Error::invalid(
+                "rep.capacity",
+                format!("is above {MAX_LIMIT}"),
+            ));
+        }
+        if self.daily_quota.is_some_and(|q| q > MAX_LIMIT) {
+            return Err(Error::invalid(
+                "rep.daily_quota",
+                format!("is above {MAX_LIMIT}"),
+            ));
         }
         if self.skills.len() > 256 {
             return Err(Error::invalid("rep.skills", "has more than 256 entries"));
@@ -167,14 +183,15 @@ impl Rep {
         self.shift.as_ref().is_none_or(|s| s.covers(now))
     }
 
-    /// The rep's local date at `now`, which names the quota period ("2026-11-28").
-    pub fn period(&self, now: Timestamp) -> String {
+    /// The quota period at `now`: the rep's local date as a day number (days since
+    /// 1970-01-01), so stores compare and pack it as an integer.
+    pub fn period(&self, now: Timestamp) -> i32 {
         let tz = self
             .shift
             .as_ref()
             .and_then(|s| TimeZone::get(&s.timezone).ok())
             .unwrap_or(TimeZone::UTC);
-        now.to_zoned(tz).date().to_string()
+        day_number(now.to_zoned(tz).date())
     }
 
     /// `on_shift` and `period` together, reusing `cache` (time zone name -> local time and
@@ -183,8 +200,8 @@ impl Rep {
     pub fn shift_and_period(
         &self,
         now: Timestamp,
-        cache: &mut Vec<(String, bool, jiff::Zoned, String)>,
-    ) -> (bool, String) {
+        cache: &mut Vec<(String, bool, jiff::Zoned, i32)>,
+    ) -> (bool, i32) {
         let name = self.shift.as_ref().map_or("UTC", |s| s.timezone.as_str());
         let i = match cache.iter().position(|(n, ..)| n == name) {
             Some(i) => i,
@@ -197,7 +214,7 @@ impl Rep {
                     },
                 };
                 let local = now.to_zoned(tz);
-                let date = local.date().to_string();
+                let date = day_number(local.date());
                 cache.push((name.to_string(), valid, local, date));
                 cache.len() - 1
             }
@@ -210,12 +227,22 @@ impl Rep {
                 _ => false,
             },
         };
-        (on, date.clone())
+        (on, *date)
     }
 
     pub fn skill(&self, name: &str) -> f64 {
         self.skills.get(name).copied().unwrap_or(0.0)
     }
+}
+
+/// Days since 1970-01-01 (negative before).
+pub fn day_number(date: jiff::civil::Date) -> i32 {
+    let days = date
+        .duration_since(jiff::civil::date(1970, 1, 1))
+        .as_secs()
+        .div_euclid(86_400);
+    // jiff dates span years -9999..=9999, about ±4.4 million days: always fits.
+    i32::try_from(days).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -351,8 +378,25 @@ mod tests {
             days: vec![],
         });
         let t: Timestamp = "2026-11-28T03:00:00Z".parse().unwrap();
-        assert_eq!(r.period(t), "2026-11-27");
+        assert_eq!(r.period(t), day_number(jiff::civil::date(2026, 11, 27)));
         r.shift = None;
-        assert_eq!(r.period(t), "2026-11-28");
+        assert_eq!(r.period(t), day_number(jiff::civil::date(2026, 11, 28)));
+        assert_eq!(day_number(jiff::civil::date(1970, 1, 1)), 0);
+        assert_eq!(day_number(jiff::civil::date(2026, 11, 28)), 20_785);
+        assert_eq!(day_number(jiff::civil::date(1969, 12, 31)), -1);
+    }
+
+    #[test]
+    fn limits_above_the_bound_are_refused_naming_the_field() {
+        let mut r = rep();
+        r.capacity = MAX_LIMIT + 1;
+        let e = r.clone().validate().unwrap_err().to_string();
+        assert!(e.contains("rep.capacity"), "{e}");
+        r.capacity = MAX_LIMIT;
+        r.daily_quota = Some(MAX_LIMIT + 1);
+        let e = r.clone().validate().unwrap_err().to_string();
+        assert!(e.contains("rep.daily_quota"), "{e}");
+        r.daily_quota = Some(MAX_LIMIT);
+        assert!(r.validate().is_ok());
     }
 }

@@ -58,8 +58,8 @@ pub struct Candidate {
     pub match_score: f64,
     pub capacity: u32,
     pub daily_quota: Option<u32>,
-    /// The rep's current quota period (local date).
-    pub period: String,
+    /// The rep's current quota period (local day number, see `Rep::period`).
+    pub period: i32,
 }
 
 /// One line of the decision record.
@@ -178,7 +178,7 @@ pub struct LiveState {
 }
 
 /// Match scores closer than this are a tie.
-const SCORE_EPSILON: f64 = 1e-9;
+pub const SCORE_EPSILON: f64 = 1e-9;
 
 /// Picks the winner among ranked candidates given their live state: highest match score with
 /// room, then lowest utilisation, then longest idle, then rep id. Returns the winner's index
@@ -373,7 +373,7 @@ mod tests {
             match_score: score,
             capacity,
             daily_quota: None,
-            period: "p".into(),
+            period: 7,
         }
     }
 

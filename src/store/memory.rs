@@ -24,13 +24,13 @@ pub struct MemoryStore {
 struct RepEntry {
     rep: Rep,
     load: u32,
-    period: String,
+    period: i32,
     period_count: u32,
     last_assigned_ms: Option<i64>,
 }
 
 impl RepEntry {
-    fn live(&self, period: &str) -> LiveState {
+    fn live(&self, period: i32) -> LiveState {
         LiveState {
             load: self.load,
             period_count: if self.period == period {
@@ -46,7 +46,7 @@ impl RepEntry {
         RepStatus {
             rep: self.rep.clone(),
             load: self.load,
-            assigned_today: self.live(&self.rep.period(now)).period_count,
+            assigned_today: self.live(self.rep.period(now)).period_count,
             last_assigned_ms: self.last_assigned_ms,
         }
     }
@@ -90,7 +90,7 @@ impl State {
             if let Some(e) = self.reps.get(&c.rep_id) {
                 c.capacity = e.rep.capacity;
                 c.daily_quota = e.rep.daily_quota;
-                live.push(e.live(&c.period));
+                live.push(e.live(c.period));
                 cs.push(c);
             }
         }
@@ -114,7 +114,7 @@ impl State {
             return (None, records);
         };
         if e.period != c.period {
-            e.period = c.period.clone();
+            e.period = c.period;
             e.period_count = 0;
         }
         e.load += 1;
@@ -169,7 +169,7 @@ impl State {
                 && e.load < e.rep.capacity
                 && e.rep
                     .daily_quota
-                    .is_none_or(|q| e.live(&e.rep.period(now)).period_count < q)
+                    .is_none_or(|q| e.live(e.rep.period(now)).period_count < q)
         })
     }
 
@@ -424,7 +424,7 @@ impl RepDirectory for MemoryStore {
                 let entry = RepEntry {
                     rep: rep.clone(),
                     load: 0,
-                    period: String::new(),
+                    period: i32::MIN,
                     period_count: 0,
                     last_assigned_ms: None,
                 };

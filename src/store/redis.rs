@@ -5,7 +5,6 @@
 //! (`close.lua`) followed by a drain. Rep profiles live in Redis too; each replica keeps a
 //! snapshot for ranking, refreshed within 250 ms of any change (`dirver` counter).
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -26,7 +25,9 @@ use crate::store::{
 };
 
 mod conn;
+mod state;
 pub use conn::Conn;
+use state::RepState;
 
 const CLAIM: &str = include_str!("redis/claim.lua");
 const CLOSE: &str = include_str!("redis/close.lua");
@@ -126,45 +127,30 @@ fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     s.parse().ok()
 }
 
-/// A rep's live counters from its "capacity|quota|load|period|count|last" state field:
-/// (load, count in `period`, last assigned ms).
-fn parse_state(v: &str, period: &str) -> (u32, u32, Option<i64>) {
-    let f: Vec<&str> = v.split('|').collect();
-    let get = |i: usize| f.get(i).copied().unwrap_or("");
-    let count = if get(3) == period {
-        num(get(4)).unwrap_or(0)
-    } else {
-        0
-    };
-    (num(get(2)).unwrap_or(0), count, num(get(5)))
+/// A rep's live counters from its packed state field: (load, count in `period`, last
+/// assigned ms). An unreadable field counts as an idle rep.
+fn parse_state(v: &[u8], period: i32) -> (u32, u32, Option<i64>) {
+    RepState::decode(v).map_or((0, 0, None), |s| (s.load, s.count_in(period), s.last_ms))
 }
 
-/// What claim.lua answered: a head (kind and its values) and, for every candidate it read,
-/// the rep id and its raw state field.
+/// What claim.lua answered: a head (kind and its values) and the packed state fields of the
+/// candidates it read, concatenated in candidate order.
 struct ClaimReply {
     head: Vec<String>,
-    live: Vec<(String, Option<String>)>,
+    read: Vec<u8>,
 }
 
 impl ClaimReply {
-    fn from_values(values: Vec<Option<String>>) -> ClaimReply {
-        let head_len = match values.first().and_then(|v| v.as_deref()) {
-            Some("assigned") => 5,
-            Some("queued" | "noroom") => 2,
-            _ => values.len(),
+    fn from_values(mut values: Vec<Vec<u8>>) -> ClaimReply {
+        let read = match values.first().map(Vec::as_slice) {
+            Some(b"assigned" | b"queued" | b"noroom") => values.pop().unwrap_or_default(),
+            _ => Vec::new(),
         };
-        let mut it = values.into_iter();
-        let head: Vec<String> = it
-            .by_ref()
-            .take(head_len)
-            .map(Option::unwrap_or_default)
+        let head = values
+            .into_iter()
+            .map(|v| String::from_utf8(v).unwrap_or_default())
             .collect();
-        let rest: Vec<Option<String>> = it.collect();
-        let live = rest
-            .chunks(2)
-            .filter_map(|p| Some((p.first()?.clone()?, p.get(1).cloned().flatten())))
-            .collect();
-        ClaimReply { head, live }
+        ClaimReply { head, read }
     }
 
     fn kind(&self) -> &str {
@@ -172,41 +158,32 @@ impl ClaimReply {
     }
 }
 
-/// Turns the state fields the claim script read into decision-record lines, with the same
-/// `routing::choose` the memory store uses. Candidates the script did not need to read lost on
-/// match score to a higher group.
-fn records(candidates: &[Candidate], live: &[(String, Option<String>)]) -> Vec<CandidateRecord> {
-    let read: HashMap<&str, Option<&str>> = live
-        .iter()
-        .map(|(id, v)| (id.as_str(), v.as_deref()))
-        .collect();
-    let mut examined = Vec::new();
-    let mut states = Vec::new();
-    for c in candidates {
-        if let Some(field) = read.get(c.rep_id.as_str()) {
-            let f: Vec<&str> = field.unwrap_or("").split('|').collect();
-            let get = |i: usize| f.get(i).copied().unwrap_or("");
-            let mut c = c.clone();
-            c.capacity = num(get(0)).unwrap_or(0);
-            c.daily_quota = num(get(1));
-            let (load, period_count, last_assigned_ms) =
-                field.map_or((0, 0, None), |v| parse_state(v, &c.period));
-            states.push(LiveState {
-                load,
-                period_count,
-                last_assigned_ms,
-            });
-            examined.push(c);
-        }
+/// Turns the state fields the claim script read (those of a prefix of the candidates, a
+/// match-score group at a time) into decision-record lines, with the same `routing::choose`
+/// the memory store uses. Candidates past the prefix lost on match score to a higher group.
+fn records(candidates: &[Candidate], read: &[u8]) -> Vec<CandidateRecord> {
+    let fields: Vec<&[u8]> = read.chunks(state::LEN).collect();
+    let n = fields.len().min(candidates.len());
+    let mut examined = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    for (c, field) in candidates.iter().zip(&fields) {
+        let stored = RepState::decode(field);
+        let mut c = c.clone();
+        c.capacity = stored.map_or(0, |s| s.capacity);
+        c.daily_quota = stored.and_then(|s| s.quota);
+        let (load, period_count, last_assigned_ms) = parse_state(field, c.period);
+        states.push(LiveState {
+            load,
+            period_count,
+            last_assigned_ms,
+        });
+        examined.push(c);
     }
     let (winner, mut out) = routing::choose(&examined, &states);
     let top = winner
         .map(|w| examined[w].match_score)
         .unwrap_or(f64::NEG_INFINITY);
-    for c in candidates
-        .iter()
-        .filter(|c| !read.contains_key(c.rep_id.as_str()))
-    {
+    for c in &candidates[n..] {
         out.push(CandidateRecord {
             rep_id: c.rep_id.clone(),
             match_score: c.match_score,
@@ -217,6 +194,31 @@ fn records(candidates: &[Candidate], live: &[(String, Option<String>)]) -> Vec<C
         });
     }
     out
+}
+
+/// The claim script's candidate list: per candidate `struct.pack('<BBc0Bc0', flag, #id, id,
+/// #period, period)`, flag 1 opening a match-score group and 2 tying with the one before.
+/// Ids are 1..=128 bytes without control characters and periods are decimal text, so no
+/// byte is NUL.
+fn candidate_list(candidates: &[Candidate]) -> Vec<u8> {
+    let mut list = Vec::with_capacity(candidates.len() * 24);
+    let mut group: Option<f64> = None;
+    for c in candidates {
+        let flag = match group {
+            Some(g) if (c.match_score - g).abs() <= routing::SCORE_EPSILON => 2,
+            _ => {
+                group = Some(c.match_score);
+                1
+            }
+        };
+        let period = c.period.to_string();
+        list.push(flag);
+        list.push(u8::try_from(c.rep_id.len()).unwrap_or(u8::MAX));
+        list.extend_from_slice(c.rep_id.as_bytes());
+        list.push(u8::try_from(period.len()).unwrap_or(u8::MAX));
+        list.extend_from_slice(period.as_bytes());
+    }
+    list
 }
 
 impl RedisStore {
@@ -381,7 +383,7 @@ impl RedisStore {
         ctx_json: &str,
     ) -> Result<ClaimReply> {
         let inv = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
-        let values: Vec<Option<String>> = inv
+        let values: Vec<Vec<u8>> = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -409,16 +411,8 @@ impl RedisStore {
             .arg(&ctx.segment)
             .arg(ctx_json)
             .arg(from_rep);
-        // One argument for all candidates: Redis and Lua pay per argument, not per byte. Ids
-        // hold no control characters, so \x1f and \x1e can separate fields and records.
-        let mut list = String::with_capacity(candidates.len() * 32);
-        for (i, c) in candidates.iter().enumerate() {
-            if i > 0 {
-                list.push('\x1e');
-            }
-            let _ = write!(list, "{}\x1f{}\x1f{}", c.rep_id, c.match_score, c.period);
-        }
-        inv.arg(list);
+        // One argument for all candidates: Redis and Lua pay per argument, not per byte.
+        inv.arg(candidate_list(candidates));
         inv
     }
 
@@ -426,7 +420,7 @@ impl RedisStore {
     fn claim_result(req: &ClaimRequest, mut r: ClaimReply) -> Result<Claim> {
         let ctx = &req.context;
         let pool = &ctx.needs.pool;
-        let live = std::mem::take(&mut r.live);
+        let read = std::mem::take(&mut r.read);
         let r = r.head;
         match r.first().map(String::as_str) {
             Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
@@ -455,13 +449,13 @@ impl RedisStore {
                 };
                 Ok(Claim::Assigned {
                     assignment,
-                    records: records(&req.candidates, &live),
+                    records: records(&req.candidates, &read),
                     replayed: false,
                 })
             }
             Some("queued") => Ok(Claim::Queued {
                 position: num(&r[1]).unwrap_or(0),
-                records: records(&req.candidates, &live),
+                records: records(&req.candidates, &read),
                 replayed: false,
             }),
             other => Err(Error::Internal(format!("claim script answered {other:?}"))),
@@ -543,7 +537,7 @@ impl RedisStore {
     /// for draining; the claim script decides for real).
     async fn pool_has_room(&self, pool: &str, now: Timestamp) -> Result<bool> {
         let keys = self.pool(pool);
-        let states: HashMap<String, String> = self
+        let states: HashMap<String, Vec<u8>> = self
             .conn()
             .hgetall(keys.k("state"))
             .await
@@ -556,7 +550,7 @@ impl RedisStore {
             .any(|r| {
                 let (load, used, _) = states
                     .get(&r.id)
-                    .map_or((0, 0, None), |v| parse_state(v, &r.period(now)));
+                    .map_or((0, 0, None), |v| parse_state(v, r.period(now)));
                 load < r.capacity && r.daily_quota.is_none_or(|q| used < q)
             }))
     }
@@ -578,7 +572,7 @@ impl RedisStore {
         type Maps = (
             HashMap<String, String>,
             HashMap<String, String>,
-            HashMap<String, String>,
+            HashMap<String, Vec<u8>>,
         );
         let (profiles, active, states): Maps = redis::pipe()
             .hgetall(keys.k("reps"))
@@ -597,7 +591,7 @@ impl RedisStore {
             rep.active = active.get(&id).is_none_or(|a| a == "1");
             let (load, assigned_today, last_assigned_ms) = states
                 .get(&id)
-                .map_or((0, 0, None), |v| parse_state(v, &rep.period(now)));
+                .map_or((0, 0, None), |v| parse_state(v, rep.period(now)));
             out.push(RepStatus {
                 load,
                 assigned_today,
@@ -679,7 +673,7 @@ impl CapacityStore for RedisStore {
         for inv in &invocations {
             pipe.invoke_script(inv);
         }
-        let answers: redis::RedisResult<Vec<Vec<Option<String>>>> =
+        let answers: redis::RedisResult<Vec<Vec<Vec<u8>>>> =
             pipe.query_async(&mut self.conn()).await;
         drop(invocations);
         match answers {
@@ -801,7 +795,7 @@ impl CapacityStore for RedisStore {
         let mut r = self
             .run_claim("reassign", &ctx, from_rep, &candidates, now, "")
             .await?;
-        let live = std::mem::take(&mut r.live);
+        let read = std::mem::take(&mut r.read);
         let r = r.head;
         match r.first().map(String::as_str) {
             Some("conflict") => Err(Error::FailedPrecondition(format!(
@@ -814,7 +808,7 @@ impl CapacityStore for RedisStore {
                 let mut assignment = previous.clone();
                 assignment.rep_id = r[1].clone();
                 assignment.assigned_at_ms = num(&r[2]).unwrap_or(0);
-                let records = records(&candidates, &live);
+                let records = records(&candidates, &read);
                 let drained = self.drain_pool(&pool, now).await?;
                 Ok(Reassigned {
                     previous,

@@ -1,19 +1,20 @@
 -- Claim, drain-claim or reassign one lead, atomically, in one round trip.
 -- Every key carries the pool's hash tag, so the script touches one cluster slot.
--- KEYS: 1 lead record, 2 rep state (rep -> "capacity|quota|load|period|count|last": one field
---       per rep, so a claim reads and writes one field per rep it looks at; Redis charges
---       about 2.5 us per call inside a script, and calls, not bytes, set the claim rate),
+-- KEYS: 1 lead record, 2 rep state (rep -> struct.pack(S, capacity, quota or -1, load,
+--       period, count, last ms or -1): one 28-byte field per rep, read with one C call),
 --       3 queue (zset: score -probability, member "<seq>:<lead id>"), 4 queue sequence
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
---       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates: one
---       string of records "rep id \31 match score \31 quota period (the rep's local date)"
---       separated by \30, best match first. One argument, parsed only as far as needed: every
---       argument and every string a script makes costs time, and calls and strings, not bytes,
---       set the claim rate.
--- Candidates are read a score group at a time: a lower group is read only when nobody in the
--- higher ones has room. With distinct scores that is usually one rep per claim.
--- Returns strings only (Lua numbers would be truncated to integers on the way out); after the
--- head come pairs (rep id, its state field or nil) for every candidate the script read.
+--       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates, best
+--       match first, each struct.pack('<BBc0Bc0', flag, #id, id, #period, period): flag 1
+--       starts a match-score group, 2 ties with the one before; period is the rep's local
+--       day number as text. One argument, one C call per candidate, parsed only as far as
+--       needed: Redis charges per argument and Lua per string and call, and those (not
+--       bytes) set the claim rate. No byte of it is NUL, so redis-benchmark can send it.
+-- A lower group is read only when nobody in the higher ones has room; with distinct match
+-- scores that is usually one rep per claim.
+-- Returns strings only (Lua numbers would be truncated to integers on the way out); the last
+-- one is the state fields of the candidates read (a prefix of the list), concatenated.
+local S = '<i4i4i4i4i4d'
 local mode, id, now = ARGV[1], ARGV[2], ARGV[3]
 
 local state, rep_now, qm, prob, seg
@@ -39,84 +40,68 @@ else
   end
 end
 
--- A rep's state field: capacity, quota, load, period, count, last (one pattern match: every
--- string a script creates costs, so there is no general-purpose split here).
-local function fields(v)
-  return {string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')}
-end
-
-local cands, pos = ARGV[8], 1
--- The next candidate (id, score, period), or nil at the end.
-local function next_cand()
-  if pos > #cands then return nil end
-  local a = string.find(cands, '\31', pos, true)
-  local b = string.find(cands, '\31', a + 1, true)
-  local c = string.find(cands, '\30', b + 1, true) or (#cands + 1)
-  local id, score, period = string.sub(cands, pos, a - 1), tonumber(string.sub(cands, a + 1, b - 1)), string.sub(cands, b + 1, c - 1)
-  pos = c + 1
-  return id, score, period
-end
-
-local parsed = {}
-local live = {}
-local best, best_util, best_last, best_count, best_period
-local next_id, next_score, next_period = next_cand()
-while next_id and not best do
-  -- The group: candidates whose score ties with the first one's.
-  local first = next_score
-  local ids, periods = {}, {}
-  while next_id and math.abs(next_score - first) <= 1e-9 do
-    ids[#ids + 1], periods[#periods + 1] = next_id, next_period
-    next_id, next_score, next_period = next_cand()
+local cands, pos, n = ARGV[8], 1, #ARGV[8]
+-- The state fields read, in candidate order (Rust maps them back by position).
+local read = {}
+local MISSING
+local best, b_period, b_util, b_last, b_cap, b_quota, b_load, b_count
+local flag, rep, period
+if n > 0 then flag, rep, period, pos = struct.unpack('<BBc0Bc0', cands, 1) end
+while rep and not best do
+  -- One group: this candidate and the ones after it flagged 2 (same match score).
+  local ids, periods = {rep}, {period}
+  rep = nil
+  while pos <= n do
+    flag, rep, period, pos = struct.unpack('<BBc0Bc0', cands, pos)
+    if flag ~= 2 then break end
+    ids[#ids + 1], periods[#periods + 1] = rep, period
+    rep = nil
   end
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   for x = 1, #ids do
-    local rep, period = ids[x], periods[x]
-    local cap, quota, load, count, last
-    if states[x] then
-      local f = fields(states[x])
-      cap, quota, load, last = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]) or 0, tonumber(f[6])
-      count = (f[4] == period) and (tonumber(f[5]) or 0) or 0
-      parsed[rep] = f
-    else
-      load, count = 0, 0
-    end
-    -- The decision record needs what was read: hand back the fields as they are.
-    live[#live + 1] = rep
-    live[#live + 1] = states[x] or false
-    if cap and load < cap and (not quota or count < quota) then
-      -- Same order as routing::choose: utilisation, then longest idle, then rep id.
-      local util = load / math.max(cap, 1)
-      local l = last or -math.huge
-      local better = not best
-      if not better then
-        if math.abs(util - best_util) > 2.220446049250313e-16 then
-          better = util < best_util
-        elseif l ~= best_last then
-          better = l < best_last
-        else
-          better = rep < best
+    local v = states[x]
+    if v then
+      read[#read + 1] = v
+      local cap, quota, load, p, count, last = struct.unpack(S, v)
+      -- The period only matters under a quota (and for the winner, below).
+      if quota >= 0 and p ~= tonumber(periods[x]) then count = 0 end
+      if load < cap and (quota < 0 or count < quota) then
+        -- Same order as routing::choose: utilisation, then longest idle, then rep id.
+        local id = ids[x]
+        local util = load / math.max(cap, 1)
+        local better = not best
+        if not better then
+          if math.abs(util - b_util) > 2.220446049250313e-16 then
+            better = util < b_util
+          elseif last ~= b_last then
+            better = last < b_last
+          else
+            better = id < best
+          end
+        end
+        if better then
+          local now_period = tonumber(periods[x])
+          best, b_util, b_last, b_cap, b_quota, b_load = id, util, last, cap, quota, load
+          b_period, b_count = now_period, (p == now_period) and count or 0
         end
       end
-      if better then
-        best, best_util, best_last, best_count, best_period = rep, util, l, count, period
-      end
+    else
+      -- No state field: nobody set this rep up; it has no capacity.
+      MISSING = MISSING or struct.pack(S, -1, -1, 0, 0, 0, -1)
+      read[#read + 1] = MISSING
     end
   end
 end
+read = table.concat(read)
 
 if best then
-  local f = parsed[best]
-  f[3] = tostring((tonumber(f[3]) or 0) + 1)
-  f[4], f[5], f[6] = best_period, tostring(best_count + 1), now
-  local writes = {best, table.concat(f, '|')}
+  local writes = {best, struct.pack(S, b_cap, b_quota, b_load + 1, b_period, b_count + 1, tonumber(now))}
   if mode == 'reassign' then
     local old = ARGV[7]
     local ov = redis.call('HGET', KEYS[2], old)
     if ov then
-      local o = fields(ov)
-      o[3] = tostring(math.max((tonumber(o[3]) or 0) - 1, 0))
-      writes[3], writes[4] = old, table.concat(o, '|')
+      local cap, quota, load, period, count, last = struct.unpack(S, ov)
+      writes[3], writes[4] = old, struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last)
     end
     redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
   elseif mode == 'queued' then
@@ -127,7 +112,7 @@ if best then
     redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6])
   end
   redis.call('HSET', KEYS[2], unpack(writes))
-  return {'assigned', best, now, prob, seg, unpack(live)}
+  return {'assigned', best, now, prob, seg, read}
 end
 
 if mode == 'new' then
@@ -135,6 +120,6 @@ if mode == 'new' then
   local member = string.format('%020d', seq) .. ':' .. id
   redis.call('ZADD', KEYS[3], -tonumber(prob), member)
   redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'ctx', ARGV[6])
-  return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), unpack(live)}
+  return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), read}
 end
-return {'noroom', '', unpack(live)}
+return {'noroom', '', read}

@@ -1,9 +1,10 @@
 -- Close a lead: release its rep's load (never below 0), mark the record closed with its
 -- outcome, and append the outcome with the lead's context to the pool's outcome stream.
 -- A queued lead is withdrawn from the queue. Closing again with the same outcome is a no-op.
--- KEYS: 1 lead record, 2 rep state (rep -> "capacity|quota|load|period|count|last"),
+-- KEYS: 1 lead record, 2 rep state (rep -> packed state, layout S as in claim.lua),
 --       3 queue, 4 outcome stream
 -- ARGV: 1 outcome, 2 now (ms), 3 lead id, 4 stream max length
+local S = '<i4i4i4i4i4d'
 local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'ctx')
 local state = rec[1]
 if not state then
@@ -19,10 +20,8 @@ local rep = rec[2] or ''
 if state == 'open' then
   local v = redis.call('HGET', KEYS[2], rep)
   if v then
-    local f = {}
-    for part in string.gmatch(v .. '|', '([^|]*)|') do f[#f + 1] = part end
-    f[3] = tostring(math.max((tonumber(f[3]) or 0) - 1, 0))
-    redis.call('HSET', KEYS[2], rep, table.concat(f, '|'))
+    local cap, quota, load, period, count, last = struct.unpack(S, v)
+    redis.call('HSET', KEYS[2], rep, struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last))
   end
 else
   redis.call('ZREM', KEYS[3], rec[8])

@@ -2,11 +2,12 @@
 # Claims per second of claim.lua on one Redis core, driven directly by redis-benchmark with
 # EVALSHA, 20 candidate reps and a representative lead context; beside it, in the same run, a
 # trivial EVALSHA (the ceiling for a script round trip) and PING.
-#   usage: benches/redis_claim.sh [requests] [clients]     (prints a Markdown table)
+#   usage: benches/redis_claim.sh [requests] [clients] [pipeline]     (prints a Markdown table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
 C=${2:-50}
+P=${3:-1}   # requests per pipeline (the service pipelines the claims of a SubmitLeads batch)
 dir=$(mktemp -d)
 sock="$dir/redis.sock"
 redis-server --port 0 --unixsocket "$sock" --dir "$dir" --save "" --appendonly no --daemonize yes \
@@ -17,25 +18,29 @@ for _ in $(seq 50); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep
 claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/claim.lua)")
 noop=$(redis-cli -s "$sock" script load "return 1")
 p='lr:{default}'
-# Candidates travel as one argument: per rep struct.pack('<BBc0Bc0', flag, #id, id, #period,
-# period), flag 1 opening a match-score group and 2 tying with the one before; the period is
-# the rep's local day number as text (see candidate_list in src/store/redis.rs).
+# The pool's rep table: 20 reps in slots 0..19 (generation 1, capacity 10^9, no quota), one
+# 32-byte record each, packed with the layout the service uses (src/store/redis/state.rs).
+redis-cli -s "$sock" eval "for i = 0, 19 do
+  redis.call('SETRANGE', KEYS[1], i * 32, struct.pack('<i4i4i4i4i4di4', 1000000000, -1, 0, 0, 0, -1, 1))
+end" 1 "$p:table" >/dev/null
+# Candidates travel as one argument (format in src/store/redis/claim.lua): per rep a flag (1
+# opens a match-score group, 2 ties with the one before), slot (2 base-255 digits, each + 1),
+# generation (3), period (3: day 20785 = 2026-11-28), id length, id.
 distinct=""   # 20 reps, distinct match scores (skill levels differ): usually one is read
 tied=""       # 20 reps, all the same match score: all 20 are read and compared
-for i in $(seq -w 19 -1 0); do
-  # A fresh rep's packed state (capacity 10^9, no quota), written by the same Lua struct
-  # layout the service uses (src/store/redis/state.rs).
-  redis-cli -s "$sock" eval "redis.call('HSET', KEYS[1], ARGV[1], struct.pack('<i4i4i4i4i4d', 1000000000, -1, 0, -2147483648, 0, -1))" 1 "$p:state" "rep$i" >/dev/null
-  distinct+=$'\x01\x05'"rep$i"$'\x05'"20785"
+for i in $(seq 19 -1 0); do
+  id=$(printf 'rep%02d' "$i")
+  rest=$(printf '\\x01\\x%02x\\x01\\x01\\x02\\x01\\x52\\x83\\x05' $((i + 1)))
+  distinct+=$'\x01'"$(printf "$rest")$id"
   flag=$'\x02'; [ -z "$tied" ] && flag=$'\x01'
-  tied+="$flag"$'\x05'"rep$i"$'\x05'"20785"
+  tied+="$flag$(printf "$rest")$id"
 done
 ctx='{"lead":{"id":"x","attributes":{"age":41.0,"job":"management","marital":"married","education":"university.degree","default":"no","housing":"yes","loan":"no","contact":"cellular","month":"may","day_of_week":"thu","campaign":2.0,"pdays":999.0,"previous":0.0,"poutcome":"nonexistent","emp.var.rate":-1.8,"cons.price.idx":92.893,"cons.conf.idx":-46.2,"euribor3m":1.313,"nr.employed":5099.1,"industry":"finance","language":"en"}},"needs":{"pool":"default","required_skills":["language:en"],"preferred":[["industry:finance",1.0],["segment:nurture",1.0]]},"probability":0.1234,"segment":"nurture","model_version":"48ee002bf2a31a7a"}'
 
 rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
   redis-cli -s "$sock" config resetstat >/dev/null
   local r u
-  r=$(redis-benchmark -s "$sock" -n "$N" -c "$C" -r 100000000 -q "$@" | tr '\r' '\n' |
+  r=$(redis-benchmark -s "$sock" -n "$N" -c "$C" -P "$P" -r 100000000 -q "$@" | tr '\r' '\n' |
     grep -o '[0-9.]* requests per second' | tail -1 | awk '{print $1}')
   # Server time per call from INFO commandstats: CPU the command itself took inside Redis,
   # steadier than requests/s when the load generator shares the cores.
@@ -45,15 +50,15 @@ rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
 }
 ping=$(rps ping)
 noop_rps=$(rps evalsha "$noop" 0)
-keys=(4 "$p:lead:__rand_int__" "$p:state" "$p:queue" "$p:seq")
+keys=(5 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots")
 claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct")
 tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied")
-assigned=$(redis-cli -s "$sock" eval "local n = 0
-  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
-    local _c, _q, load = struct.unpack('<i4i4i4i4i4d', v)
+assigned=$(redis-cli -s "$sock" eval "local t, n = redis.call('GET', KEYS[1]), 0
+  for i = 0, #t / 32 - 1 do
+    local _c, _q, load = struct.unpack('<i4i4i4i4i4di4', t, i * 32 + 1)
     if load > 0 then n = n + 1 end
   end
-  return n" 1 "$p:state")
+  return n" 1 "$p:table")
 echo "| what | requests/s | ratio to trivial EVALSHA | server µs per call |"
 echo "|---|---|---|---|"
 row() { # label, "rps us", ceiling rps
@@ -66,4 +71,4 @@ row "EVALSHA of \`return 1\` (ceiling)" "$noop_rps" "$base"
 row "EVALSHA claim.lua, 20 reps, distinct match scores" "$claim_rps" "$base"
 row "EVALSHA claim.lua, 20 reps, all tied" "$tied_rps" "$base"
 echo
-echo "($N requests, $C clients, unix socket, redis $(redis-server --version | awk '{print $3}'); reps that received leads: $assigned)"
+echo "($N requests, $C clients, pipeline $P, unix socket, redis $(redis-server --version | awk '{print $3}'); reps that received leads: $assigned)"

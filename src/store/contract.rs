@@ -22,7 +22,8 @@ macro_rules! store_contract_tests {
             assign_then_replay, capacity_is_never_exceeded, close_drains_in_probability_order,
             close_is_idempotent_and_checked, loads_match_open_records, daily_quota_is_enforced,
             reassign_moves_load_or_changes_nothing, directory_round_trip, raising_capacity_drains,
-            closing_a_queued_lead_withdraws_it, concurrent_claims_respect_capacity);
+            closing_a_queued_lead_withdraws_it, concurrent_claims_respect_capacity,
+            a_deleted_rep_is_never_assigned);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -425,4 +426,28 @@ pub async fn concurrent_claims_respect_capacity(store: Arc<dyn Store>) {
     for s in store.rep_statuses(None, t0()).await.unwrap() {
         assert_eq!(s.load, s.rep.capacity, "rep {}", s.rep.id);
     }
+}
+
+/// A ranking made before a rep was deleted (a replica's directory can lag) must not assign
+/// to it, nor charge whoever took its place (the Redis store reuses its slot).
+pub async fn a_deleted_rep_is_never_assigned(store: Arc<dyn Store>) {
+    store.upsert_rep(rep("old", 1), t0()).await.unwrap();
+    let ctx = context("l1", 0.5);
+    let stale = routing::rank(&store.reps().await.unwrap(), &ctx.needs, t0(), None).candidates;
+    assert_eq!(stale.len(), 1);
+    store.delete_rep("old").await.unwrap();
+    store.upsert_rep(rep("new", 1), t0()).await.unwrap();
+    let c = store
+        .claim(ClaimRequest {
+            context: ctx,
+            candidates: stale,
+            now: t0(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(c, Claim::Queued { .. }), "{c:?}");
+    assert_eq!(load(&*store, "new").await, 0);
+    let fresh = claim(&*store, "l2", 0.5, t0()).await;
+    assert_eq!(assigned_rep(&fresh), Some("new"));
+    assert_eq!(load(&*store, "new").await, 1);
 }

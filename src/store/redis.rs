@@ -63,23 +63,37 @@ impl PoolKeys {
         format!("{}:lead:{id}", self.base)
     }
     /// KEYS of claim.lua, in order.
-    fn claim(&self, lead: &str) -> [String; 4] {
+    fn claim(&self, lead: &str) -> [String; 5] {
         [
             self.lead(lead),
-            self.k("state"),
+            self.k("table"),
             self.k("queue"),
             self.k("seq"),
+            self.k("slots"),
         ]
     }
     /// KEYS of rep.lua, in order.
-    fn rep(&self) -> [String; 3] {
-        [self.k("reps"), self.k("state"), self.k("active")]
+    fn rep(&self) -> [String; 4] {
+        [
+            self.k("reps"),
+            self.k("table"),
+            self.k("active"),
+            self.k("slots"),
+        ]
     }
 }
 
 struct Directory {
     reps: Arc<[Rep]>,
+    /// Rep id -> (slot, generation) in its pool's table.
+    slots: HashMap<String, (u32, u32)>,
     version: Option<i64>,
+}
+
+/// A "slot:generation" value of a pool's `slots` hash.
+fn parse_slot(v: &str) -> Option<(u32, u32)> {
+    let (slot, generation) = v.split_once(':')?;
+    Some((slot.parse().ok()?, generation.parse().ok()?))
 }
 
 pub struct RedisStore {
@@ -127,51 +141,83 @@ fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     s.parse().ok()
 }
 
-/// A rep's live counters from its packed state field: (load, count in `period`, last
-/// assigned ms). An unreadable field counts as an idle rep.
-fn parse_state(v: &[u8], period: i32) -> (u32, u32, Option<i64>) {
-    RepState::decode(v).map_or((0, 0, None), |s| (s.load, s.count_in(period), s.last_ms))
-}
-
-/// What claim.lua answered: a head (kind and its values) and the packed state fields of the
-/// candidates it read, concatenated in candidate order.
+/// What claim.lua answered: a head (kind and its values) and, for decision records, how
+/// many candidates it read (a prefix of the list) and their records.
 struct ClaimReply {
     head: Vec<String>,
-    read: Vec<u8>,
+    read: Read,
+    listed: Listed,
+}
+
+/// The candidates a claim sent, in the order it sent them, with their (slot, generation).
+#[derive(Default)]
+struct Listed {
+    candidates: Vec<Candidate>,
+    slots: Vec<(u32, u32)>,
+}
+
+/// The records a claim read: the pool's whole table, or the read candidates' records in
+/// candidate order.
+enum Read {
+    Table(Vec<u8>, usize),
+    Records(Vec<u8>, usize),
 }
 
 impl ClaimReply {
-    fn from_values(mut values: Vec<Vec<u8>>) -> ClaimReply {
+    fn from_values(mut values: Vec<Vec<u8>>, listed: Listed) -> ClaimReply {
         let read = match values.first().map(Vec::as_slice) {
-            Some(b"assigned" | b"queued" | b"noroom") => values.pop().unwrap_or_default(),
-            _ => Vec::new(),
+            Some(b"assigned" | b"queued" | b"noroom") if values.len() >= 3 => {
+                let data = values.pop().unwrap_or_default();
+                let kind = values.pop().unwrap_or_default();
+                let n = values
+                    .pop()
+                    .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+                    .unwrap_or(0);
+                if kind == b"T" {
+                    Read::Table(data, n)
+                } else {
+                    Read::Records(data, n)
+                }
+            }
+            _ => Read::Records(Vec::new(), 0),
         };
         let head = values
             .into_iter()
             .map(|v| String::from_utf8(v).unwrap_or_default())
             .collect();
-        ClaimReply { head, read }
+        ClaimReply { head, read, listed }
     }
 
     fn kind(&self) -> &str {
         self.head.first().map_or("", String::as_str)
     }
+
+    fn records(&self) -> Vec<CandidateRecord> {
+        records(&self.listed.candidates, &self.listed.slots, &self.read)
+    }
 }
 
-/// Turns the state fields the claim script read (those of a prefix of the candidates, a
+/// Turns the records the claim script read (those of a prefix of the candidates, a
 /// match-score group at a time) into decision-record lines, with the same `routing::choose`
 /// the memory store uses. Candidates past the prefix lost on match score to a higher group.
-fn records(candidates: &[Candidate], read: &[u8]) -> Vec<CandidateRecord> {
-    let fields: Vec<&[u8]> = read.chunks(state::LEN).collect();
-    let n = fields.len().min(candidates.len());
+fn records(candidates: &[Candidate], slots: &[(u32, u32)], read: &Read) -> Vec<CandidateRecord> {
+    let n = match read {
+        Read::Table(_, n) | Read::Records(_, n) => (*n).min(candidates.len()).min(slots.len()),
+    };
     let mut examined = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);
-    for (c, field) in candidates.iter().zip(&fields) {
-        let stored = RepState::decode(field);
+    for (i, c) in candidates.iter().take(n).enumerate() {
+        let stored = match read {
+            Read::Table(t, _) => RepState::in_table(t, slots[i]),
+            Read::Records(r, _) => r
+                .get(i * state::LEN..(i + 1) * state::LEN)
+                .and_then(RepState::decode)
+                .filter(|s| s.generation == slots[i].1),
+        };
         let mut c = c.clone();
         c.capacity = stored.map_or(0, |s| s.capacity);
         c.daily_quota = stored.and_then(|s| s.quota);
-        let (load, period_count, last_assigned_ms) = parse_state(field, c.period);
+        let (load, period_count, last_assigned_ms) = RepState::live(stored, c.period);
         states.push(LiveState {
             load,
             period_count,
@@ -196,14 +242,31 @@ fn records(candidates: &[Candidate], read: &[u8]) -> Vec<CandidateRecord> {
     out
 }
 
-/// The claim script's candidate list: per candidate `struct.pack('<BBc0Bc0', flag, #id, id,
-/// #period, period)`, flag 1 opening a match-score group and 2 tying with the one before.
-/// Ids are 1..=128 bytes without control characters and periods are decimal text, so no
-/// byte is NUL.
-fn candidate_list(candidates: &[Candidate]) -> Vec<u8> {
-    let mut list = Vec::with_capacity(candidates.len() * 24);
+/// The claim script's candidate list (format in claim.lua) and each listed candidate's
+/// (slot, generation). Candidates the directory has no slot for yet are left out; within a
+/// match-score group the list is in rep-id order, which is the script's last tie-break.
+fn candidate_list(
+    candidates: &[Candidate],
+    slots: &HashMap<String, (u32, u32)>,
+) -> (Listed, Vec<u8>) {
+    let mut listed: Vec<(&Candidate, (u32, u32))> = candidates
+        .iter()
+        .filter_map(|c| Some((c, *slots.get(&c.rep_id)?)))
+        .collect();
+    // Ranking order is by match score (stable); ties go by id, as in routing::choose.
+    let mut start = 0;
+    while start < listed.len() {
+        let top = listed[start].0.match_score;
+        let end = listed[start..]
+            .iter()
+            .position(|(c, _)| (c.match_score - top).abs() > routing::SCORE_EPSILON)
+            .map_or(listed.len(), |p| start + p);
+        listed[start..end].sort_by(|a, b| a.0.rep_id.cmp(&b.0.rep_id));
+        start = end;
+    }
+    let mut list = Vec::with_capacity(listed.len() * 24);
     let mut group: Option<f64> = None;
-    for c in candidates {
+    for (c, (slot, generation)) in &listed {
         let flag = match group {
             Some(g) if (c.match_score - g).abs() <= routing::SCORE_EPSILON => 2,
             _ => {
@@ -211,14 +274,18 @@ fn candidate_list(candidates: &[Candidate]) -> Vec<u8> {
                 1
             }
         };
-        let period = c.period.to_string();
         list.push(flag);
+        state::push_digits(&mut list, *slot, 2);
+        state::push_digits(&mut list, *generation, 3);
+        state::push_digits(&mut list, u32::try_from(c.period).unwrap_or(0), 3);
         list.push(u8::try_from(c.rep_id.len()).unwrap_or(u8::MAX));
         list.extend_from_slice(c.rep_id.as_bytes());
-        list.push(u8::try_from(period.len()).unwrap_or(u8::MAX));
-        list.extend_from_slice(period.as_bytes());
     }
-    list
+    let out = Listed {
+        candidates: listed.iter().map(|(c, _)| (*c).clone()).collect(),
+        slots: listed.iter().map(|(_, s)| *s).collect(),
+    };
+    (out, list)
 }
 
 impl RedisStore {
@@ -243,6 +310,7 @@ impl RedisStore {
             close: Script::new(CLOSE),
             rep: Script::new(REP),
             directory: ArcSwap::from_pointee(Directory {
+                slots: HashMap::new(),
                 reps: Arc::from(Vec::new()),
                 version: None,
             }),
@@ -304,12 +372,27 @@ impl RedisStore {
         let mut conn = self.conn();
         let version: Option<i64> = conn.get(self.global("dirver")).await.map_err(unavailable)?;
         let mut reps = Vec::new();
+        let mut slots = HashMap::new();
         for pool in self.pools().await? {
             let keys = self.pool(&pool);
-            let profiles: HashMap<String, String> =
-                conn.hgetall(keys.k("reps")).await.map_err(unavailable)?;
-            let active: HashMap<String, String> =
-                conn.hgetall(keys.k("active")).await.map_err(unavailable)?;
+            // One pipeline; rep.lua writes profile and slot together, and a rep seen without
+            // its slot is left out of claims until the next refresh.
+            let (profiles, active, pool_slots): (
+                HashMap<String, String>,
+                HashMap<String, String>,
+                HashMap<String, String>,
+            ) = redis::pipe()
+                .hgetall(keys.k("reps"))
+                .hgetall(keys.k("active"))
+                .hgetall(keys.k("slots"))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            slots.extend(
+                pool_slots
+                    .into_iter()
+                    .filter_map(|(id, v)| Some((id, parse_slot(&v)?))),
+            );
             for (id, json) in profiles {
                 match serde_json::from_str::<Rep>(&json) {
                     Ok(mut r) => {
@@ -325,6 +408,7 @@ impl RedisStore {
         reps.sort_by(|a, b| a.id.cmp(&b.id));
         self.directory.store(Arc::new(Directory {
             reps: reps.into(),
+            slots,
             version,
         }));
         Ok(())
@@ -382,12 +466,12 @@ impl RedisStore {
         now: Timestamp,
         ctx_json: &str,
     ) -> Result<ClaimReply> {
-        let inv = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
+        let (inv, listed) = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
         let values: Vec<Vec<u8>> = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(ClaimReply::from_values(values))
+        Ok(ClaimReply::from_values(values, listed))
     }
 
     fn claim_invocation(
@@ -398,7 +482,7 @@ impl RedisStore {
         candidates: &[Candidate],
         now: Timestamp,
         ctx_json: &str,
-    ) -> redis::ScriptInvocation<'_> {
+    ) -> (redis::ScriptInvocation<'_>, Listed) {
         let keys = self.pool(&ctx.needs.pool);
         let mut inv = self.claim.prepare_invoke();
         for k in keys.claim(&ctx.lead.id) {
@@ -412,16 +496,16 @@ impl RedisStore {
             .arg(ctx_json)
             .arg(from_rep);
         // One argument for all candidates: Redis and Lua pay per argument, not per byte.
-        inv.arg(candidate_list(candidates));
-        inv
+        let (listed, list) = candidate_list(candidates, &self.directory.load().slots);
+        inv.arg(list);
+        (inv, listed)
     }
 
     /// The claim's answer as a Claim.
-    fn claim_result(req: &ClaimRequest, mut r: ClaimReply) -> Result<Claim> {
+    fn claim_result(req: &ClaimRequest, reply: ClaimReply) -> Result<Claim> {
         let ctx = &req.context;
         let pool = &ctx.needs.pool;
-        let read = std::mem::take(&mut r.read);
-        let r = r.head;
+        let r = &reply.head;
         match r.first().map(String::as_str) {
             Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
                 position: num(&r[8]).unwrap_or(0),
@@ -449,13 +533,13 @@ impl RedisStore {
                 };
                 Ok(Claim::Assigned {
                     assignment,
-                    records: records(&req.candidates, &read),
+                    records: reply.records(),
                     replayed: false,
                 })
             }
             Some("queued") => Ok(Claim::Queued {
                 position: num(&r[1]).unwrap_or(0),
-                records: records(&req.candidates, &read),
+                records: reply.records(),
                 replayed: false,
             }),
             other => Err(Error::Internal(format!("claim script answered {other:?}"))),
@@ -537,9 +621,9 @@ impl RedisStore {
     /// for draining; the claim script decides for real).
     async fn pool_has_room(&self, pool: &str, now: Timestamp) -> Result<bool> {
         let keys = self.pool(pool);
-        let states: HashMap<String, Vec<u8>> = self
+        let table: Vec<u8> = self
             .conn()
-            .hgetall(keys.k("state"))
+            .get(keys.k("table"))
             .await
             .map_err(unavailable)?;
         let dir = self.directory.load();
@@ -548,9 +632,11 @@ impl RedisStore {
             .iter()
             .filter(|r| r.pool == pool && r.active)
             .any(|r| {
-                let (load, used, _) = states
+                let stored = dir
+                    .slots
                     .get(&r.id)
-                    .map_or((0, 0, None), |v| parse_state(v, r.period(now)));
+                    .and_then(|s| RepState::in_table(&table, *s));
+                let (load, used, _) = RepState::live(stored, r.period(now));
                 load < r.capacity && r.daily_quota.is_none_or(|q| used < q)
             }))
     }
@@ -572,12 +658,14 @@ impl RedisStore {
         type Maps = (
             HashMap<String, String>,
             HashMap<String, String>,
-            HashMap<String, Vec<u8>>,
+            HashMap<String, String>,
+            Vec<u8>,
         );
-        let (profiles, active, states): Maps = redis::pipe()
+        let (profiles, active, slots, table): Maps = redis::pipe()
             .hgetall(keys.k("reps"))
             .hgetall(keys.k("active"))
-            .hgetall(keys.k("state"))
+            .hgetall(keys.k("slots"))
+            .get(keys.k("table"))
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -589,9 +677,11 @@ impl RedisStore {
             let mut rep: Rep = serde_json::from_str(&json)
                 .map_err(|e| Error::Internal(format!("rep {id}: {e}")))?;
             rep.active = active.get(&id).is_none_or(|a| a == "1");
-            let (load, assigned_today, last_assigned_ms) = states
+            let stored = slots
                 .get(&id)
-                .map_or((0, 0, None), |v| parse_state(v, rep.period(now)));
+                .and_then(|v| parse_slot(v))
+                .and_then(|s| RepState::in_table(&table, s));
+            let (load, assigned_today, last_assigned_ms) = RepState::live(stored, rep.period(now));
             out.push(RepStatus {
                 load,
                 assigned_today,
@@ -664,11 +754,11 @@ impl CapacityStore for RedisStore {
             }
             jsons.push(serde_json::to_string(&r.context).unwrap_or_default());
         }
-        let invocations: Vec<_> = reqs
+        let (invocations, mut listed): (Vec<_>, Vec<_>) = reqs
             .iter()
             .zip(&jsons)
             .map(|(r, j)| self.claim_invocation("new", &r.context, "", &r.candidates, r.now, j))
-            .collect();
+            .unzip();
         let mut pipe = redis::pipe();
         for inv in &invocations {
             pipe.invoke_script(inv);
@@ -680,7 +770,8 @@ impl CapacityStore for RedisStore {
             Ok(values) if values.len() == reqs.len() => out.extend(
                 reqs.iter()
                     .zip(values)
-                    .map(|(r, v)| Self::claim_result(r, ClaimReply::from_values(v))),
+                    .zip(listed.drain(..))
+                    .map(|((r, v), l)| Self::claim_result(r, ClaimReply::from_values(v, l))),
             ),
             _ => {
                 self.claim_loaded.store(false, Ordering::Relaxed);
@@ -737,9 +828,10 @@ impl CapacityStore for RedisStore {
         let r: Vec<String> = self
             .close
             .key(keys.lead(lead_id))
-            .key(keys.k("state"))
+            .key(keys.k("table"))
             .key(keys.k("queue"))
             .key(keys.k("outcomes"))
+            .key(keys.k("slots"))
             .arg(outcome_str(outcome))
             .arg(millis(now))
             .arg(lead_id)
@@ -792,11 +884,10 @@ impl CapacityStore for RedisStore {
             .context(lead_id)
             .await?
             .ok_or_else(|| Error::not_found("lead", lead_id))?;
-        let mut r = self
+        let reply = self
             .run_claim("reassign", &ctx, from_rep, &candidates, now, "")
             .await?;
-        let read = std::mem::take(&mut r.read);
-        let r = r.head;
+        let r = &reply.head;
         match r.first().map(String::as_str) {
             Some("conflict") => Err(Error::FailedPrecondition(format!(
                 "lead {lead_id:?} is no longer open with {from_rep:?}; retry"
@@ -808,7 +899,7 @@ impl CapacityStore for RedisStore {
                 let mut assignment = previous.clone();
                 assignment.rep_id = r[1].clone();
                 assignment.assigned_at_ms = num(&r[2]).unwrap_or(0);
-                let records = records(&candidates, &read);
+                let records = reply.records();
                 let drained = self.drain_pool(&pool, now).await?;
                 Ok(Reassigned {
                     previous,

@@ -552,3 +552,40 @@ async fn a_stream_batches_claims_into_pipelines_and_survives_a_script_flush() {
         "the fallback reloaded the script"
     );
 }
+
+/// A replica whose directory still lists a deleted rep claims with that rep's old slot; the
+/// rep that now holds the slot (next generation) must not be charged, and nobody is assigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_replica_cannot_charge_a_reused_slot() {
+    use leadrouter::domain::routing;
+    use leadrouter::store::ClaimRequest;
+    let server = RedisServer::start();
+    let a = redis_store(server.url(), false).await;
+    let b = redis_store(server.url(), false).await;
+    a.upsert_rep(contract::rep("old", 1), contract::t0())
+        .await
+        .unwrap();
+    // Let b's directory see "old" (it polls every 250 ms), then change it under b's feet.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !b.reps().await.unwrap().iter().any(|r| r.id == "old") {
+        assert!(Instant::now() < deadline, "replica b never saw the rep");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ctx = contract::context("l1", 0.5);
+    let stale = routing::rank(&b.reps().await.unwrap(), &ctx.needs, contract::t0(), None);
+    a.delete_rep("old").await.unwrap();
+    a.upsert_rep(contract::rep("new", 1), contract::t0())
+        .await
+        .unwrap();
+    let c = b
+        .claim(ClaimRequest {
+            context: ctx,
+            candidates: stale.candidates,
+            now: contract::t0(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(c, Claim::Queued { .. }), "{c:?}");
+    let new = a.rep("new", contract::t0()).await.unwrap().unwrap();
+    assert_eq!(new.load, 0);
+}

@@ -1,20 +1,23 @@
 -- Claim, drain-claim or reassign one lead, atomically, in one round trip.
 -- Every key carries the pool's hash tag, so the script touches one cluster slot.
--- KEYS: 1 lead record, 2 rep state (rep -> struct.pack(S, capacity, quota or -1, load,
---       period, count, last ms or -1): one 28-byte field per rep, read with one C call),
---       3 queue (zset: score -probability, member "<seq>:<lead id>"), 4 queue sequence
+-- KEYS: 1 lead record, 2 rep table (one string: a 32-byte record per slot, layout S:
+--       capacity (-1: free slot), quota (-1: none), load, period, count, last ms (-1: never),
+--       generation), 3 queue (zset: score -probability, member "<seq>:<lead id>"),
+--       4 queue sequence, 5 slots (rep id -> "slot:generation"; read only to reassign)
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
 --       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates, best
---       match first, each struct.pack('<BBc0Bc0', flag, #id, id, #period, period): flag 1
---       starts a match-score group, 2 ties with the one before; period is the rep's local
---       day number as text. One argument, one C call per candidate, parsed only as far as
---       needed: Redis charges per argument and Lua per string and call, and those (not
---       bytes) set the claim rate. No byte of it is NUL, so redis-benchmark can send it.
+--       match first, each: flag (1 opens a match-score group, 2 ties with the one before;
+--       within a group Rust sorts by rep id), slot (2 digits), generation (3), period (the
+--       rep's local day number, 3), #id, id. Digits are base 255 stored as digit + 1, so no
+--       byte is NUL and one string.byte call reads a candidate's numbers: Lua pays per call
+--       and per string, and those (not bytes) set the claim rate.
 -- A lower group is read only when nobody in the higher ones has room; with distinct match
--- scores that is usually one rep per claim.
+-- scores that is usually one rep per claim. A candidate whose slot now holds another
+-- generation (the directory was stale) is not eligible.
 -- Returns strings only (Lua numbers would be truncated to integers on the way out); the last
--- one is the state fields of the candidates read (a prefix of the list), concatenated.
-local S = '<i4i4i4i4i4d'
+-- two are how many candidates were read (a prefix of the list) and either the whole table
+-- ("T" first) or the records of the candidates read, concatenated ("R" first).
+local S = '<i4i4i4i4i4di4'
 local mode, id, now = ARGV[1], ARGV[2], ARGV[3]
 
 local state, rep_now, qm, prob, seg
@@ -41,67 +44,72 @@ else
 end
 
 local cands, pos, n = ARGV[8], 1, #ARGV[8]
--- The state fields read, in candidate order (Rust maps them back by position).
-local read = {}
-local MISSING
-local best, b_period, b_util, b_last, b_cap, b_quota, b_load, b_count
-local flag, rep, period
-if n > 0 then flag, rep, period, pos = struct.unpack('<BBc0Bc0', cands, 1) end
-while rep and not best do
-  -- One group: this candidate and the ones after it flagged 2 (same match score).
-  local ids, periods = {rep}, {period}
-  rep = nil
-  while pos <= n do
-    flag, rep, period, pos = struct.unpack('<BBc0Bc0', cands, pos)
-    if flag ~= 2 then break end
-    ids[#ids + 1], periods[#periods + 1] = rep, period
-    rep = nil
-  end
-  local states = redis.call('HMGET', KEYS[2], unpack(ids))
-  for x = 1, #ids do
-    local v = states[x]
-    if v then
-      read[#read + 1] = v
-      local cap, quota, load, p, count, last = struct.unpack(S, v)
-      -- The period only matters under a quota (and for the winner, below).
-      if quota >= 0 and p ~= tonumber(periods[x]) then count = 0 end
-      if load < cap and (quota < 0 or count < quota) then
-        -- Same order as routing::choose: utilisation, then longest idle, then rep id.
-        local id = ids[x]
+local t = redis.call('GET', KEYS[2]) or ''
+local nread = 0
+local best, b_len, b_slot, b_period, b_util, b_last, b_cap, b_quota, b_load, b_count, b_gen
+while pos <= n and not best do
+  -- One group: this candidate and the ones after it flagged 2.
+  repeat
+    local _, s1, s2, g1, g2, g3, p1, p2, p3, len = string.byte(cands, pos, pos + 9)
+    if not len then pos = n + 1 break end
+    local slot = (s1 - 1) * 255 + s2 - 1
+    nread = nread + 1
+    if slot * 32 + 32 <= #t then
+      local cap, quota, load, p, count, last, gen = struct.unpack(S, t, slot * 32 + 1)
+      local period = ((p1 - 1) * 255 + p2 - 1) * 255 + p3 - 1
+      if p ~= period then count = 0 end
+      if gen == ((g1 - 1) * 255 + g2 - 1) * 255 + g3 - 1 and load < cap
+          and (quota < 0 or count < quota) then
+        -- Same order as routing::choose: utilisation, then longest idle, then rep id (the
+        -- list order within a group, so an exact tie keeps the earlier one).
         local util = load / math.max(cap, 1)
         local better = not best
         if not better then
           if math.abs(util - b_util) > 2.220446049250313e-16 then
             better = util < b_util
-          elseif last ~= b_last then
-            better = last < b_last
           else
-            better = id < best
+            better = last < b_last
           end
         end
         if better then
-          local now_period = tonumber(periods[x])
-          best, b_util, b_last, b_cap, b_quota, b_load = id, util, last, cap, quota, load
-          b_period, b_count = now_period, (p == now_period) and count or 0
+          best, b_len, b_slot, b_util, b_last = pos, len, slot, util, last
+          b_cap, b_quota, b_load, b_gen, b_period, b_count = cap, quota, load, gen, period, count
         end
       end
-    else
-      -- No state field: nobody set this rep up; it has no capacity.
-      MISSING = MISSING or struct.pack(S, -1, -1, 0, 0, 0, -1)
-      read[#read + 1] = MISSING
     end
-  end
+    pos = pos + 10 + len
+  until pos > n or string.byte(cands, pos) ~= 2
 end
-read = table.concat(read)
+
+-- What was read, for the decision record: the whole table when that is about as short.
+local read
+if nread * 64 >= #t then
+  read = {'T', t}
+else
+  local recs, at = {}, 1
+  for i = 1, nread do
+    local _, s1, s2, _g1, _g2, _g3, _p1, _p2, _p3, len = string.byte(cands, at, at + 9)
+    local off = ((s1 - 1) * 255 + s2 - 1) * 32
+    -- A slot past the end reads as a free one, so the records stay 32 bytes apart.
+    recs[i] = off + 32 <= #t and string.sub(t, off + 1, off + 32) or struct.pack(S, -1, -1, 0, 0, 0, -1, 0)
+    at = at + 10 + len
+  end
+  read = {'R', table.concat(recs)}
+end
+if best then
+  best = string.sub(cands, best + 10, best + 9 + b_len)
+end
 
 if best then
-  local writes = {best, struct.pack(S, b_cap, b_quota, b_load + 1, b_period, b_count + 1, tonumber(now))}
+  redis.call('SETRANGE', KEYS[2], b_slot * 32,
+    struct.pack(S, b_cap, b_quota, b_load + 1, b_period, b_count + 1, tonumber(now), b_gen))
   if mode == 'reassign' then
-    local old = ARGV[7]
-    local ov = redis.call('HGET', KEYS[2], old)
-    if ov then
-      local cap, quota, load, period, count, last = struct.unpack(S, ov)
-      writes[3], writes[4] = old, struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last)
+    local si = redis.call('HGET', KEYS[5], ARGV[7])
+    local old = si and tonumber(string.match(si, '^(%d+):'))
+    if old and old * 32 + 32 <= #t then
+      local cap, quota, load, period, count, last, gen = struct.unpack(S, t, old * 32 + 1)
+      redis.call('SETRANGE', KEYS[2], old * 32,
+        struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last, gen))
     end
     redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
   elseif mode == 'queued' then
@@ -111,8 +119,7 @@ if best then
   else
     redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6])
   end
-  redis.call('HSET', KEYS[2], unpack(writes))
-  return {'assigned', best, now, prob, seg, read}
+  return {'assigned', best, now, prob, seg, tostring(nread), read[1], read[2]}
 end
 
 if mode == 'new' then
@@ -120,6 +127,6 @@ if mode == 'new' then
   local member = string.format('%020d', seq) .. ':' .. id
   redis.call('ZADD', KEYS[3], -tonumber(prob), member)
   redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'ctx', ARGV[6])
-  return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), read}
+  return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), tostring(nread), read[1], read[2]}
 end
-return {'noroom', '', read}
+return {'noroom', '', tostring(nread), read[1], read[2]}

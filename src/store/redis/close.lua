@@ -1,10 +1,10 @@
 -- Close a lead: release its rep's load (never below 0), mark the record closed with its
 -- outcome, and append the outcome with the lead's context to the pool's outcome stream.
 -- A queued lead is withdrawn from the queue. Closing again with the same outcome is a no-op.
--- KEYS: 1 lead record, 2 rep state (rep -> packed state, layout S as in claim.lua),
---       3 queue, 4 outcome stream
+-- KEYS: 1 lead record, 2 rep table (records of layout S, as in claim.lua), 3 queue,
+--       4 outcome stream, 5 slots (rep id -> "slot:generation")
 -- ARGV: 1 outcome, 2 now (ms), 3 lead id, 4 stream max length
-local S = '<i4i4i4i4i4d'
+local S = '<i4i4i4i4i4di4'
 local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'ctx')
 local state = rec[1]
 if not state then
@@ -18,10 +18,17 @@ if state == 'closed' then
 end
 local rep = rec[2] or ''
 if state == 'open' then
-  local v = redis.call('HGET', KEYS[2], rep)
-  if v then
-    local cap, quota, load, period, count, last = struct.unpack(S, v)
-    redis.call('HSET', KEYS[2], rep, struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last))
+  local si = redis.call('HGET', KEYS[5], rep)
+  local slot, generation = string.match(si or '', '^(%d+):(%d+)$')
+  if slot then
+    local v = redis.call('GETRANGE', KEYS[2], slot * 32, slot * 32 + 31)
+    if #v == 32 then
+      local cap, quota, load, period, count, last, gen = struct.unpack(S, v)
+      if gen == tonumber(generation) then
+        redis.call('SETRANGE', KEYS[2], slot * 32,
+          struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last, gen))
+      end
+    end
   end
 else
   redis.call('ZREM', KEYS[3], rec[8])

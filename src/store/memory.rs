@@ -16,6 +16,9 @@ use crate::store::{
     CapacityStore, Claim, ClaimRequest, Closed, Reassigned, RepDirectory, RepStatus, millis,
 };
 
+mod queue;
+use queue::BlockQueue;
+
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -65,9 +68,9 @@ struct State {
     reps: BTreeMap<String, RepEntry>,
     snapshot: Option<Arc<[Rep]>>,
     leads: HashMap<String, LeadEntry>,
-    /// Per pool, sorted ascending (best first). A sorted Vec rather than a BTreeSet: the
-    /// queue position in every Queued answer is then a binary search, not a linear count.
-    queues: HashMap<String, Vec<QueueKey>>,
+    /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
+    /// carries the lead's place.
+    queues: HashMap<String, BlockQueue<QueueKey>>,
     outcomes: Vec<OutcomeRecord>,
     seq: u64,
 }
@@ -135,24 +138,20 @@ impl State {
 
     fn enqueue(&mut self, pool: &str, key: QueueKey) -> u32 {
         let q = self.queues.entry(pool.to_string()).or_default();
-        let i = q.binary_search(&key).unwrap_or_else(|i| i);
-        q.insert(i, key);
-        i as u32 + 1
+        u32::try_from(q.insert(key)).unwrap_or(u32::MAX - 1) + 1
     }
 
     /// 1-based place of `key` in its pool's queue (0 if absent).
     fn position(&self, key: &QueueKey, pool: &str) -> u32 {
         self.queues
             .get(pool)
-            .and_then(|q| q.binary_search(key).ok())
-            .map_or(0, |i| i as u32 + 1)
+            .and_then(|q| q.position(key))
+            .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX - 1) + 1)
     }
 
     fn dequeue(&mut self, pool: &str, key: &QueueKey) {
-        if let Some(q) = self.queues.get_mut(pool)
-            && let Ok(i) = q.binary_search(key)
-        {
-            q.remove(i);
+        if let Some(q) = self.queues.get_mut(pool) {
+            q.remove(key);
         }
     }
 

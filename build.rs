@@ -21,6 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // Decoding a lead's attributes into a BTreeMap compares a few short keys per entry;
+        // a HashMap would SipHash every name and rehash as it grows, and convert::lead moves
+        // the entries into the domain map anyway.
+        .btree_map(".leadrouter.v1.Lead.attributes")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

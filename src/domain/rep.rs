@@ -61,17 +61,22 @@ fn parse_hhmm(field: &str, s: &str) -> Result<u32, Error> {
     Ok(h * 60 + m)
 }
 
+/// "mon", "Monday", "TUE"...: the first three letters, any case. Runs for every shift day of
+/// every rep in each ranking, so it does not allocate.
 fn parse_day(s: &str) -> Option<Weekday> {
-    Some(match s.to_ascii_lowercase().get(..3)? {
-        "mon" => Weekday::Monday,
-        "tue" => Weekday::Tuesday,
-        "wed" => Weekday::Wednesday,
-        "thu" => Weekday::Thursday,
-        "fri" => Weekday::Friday,
-        "sat" => Weekday::Saturday,
-        "sun" => Weekday::Sunday,
-        _ => return None,
-    })
+    const DAYS: [(&str, Weekday); 7] = [
+        ("mon", Weekday::Monday),
+        ("tue", Weekday::Tuesday),
+        ("wed", Weekday::Wednesday),
+        ("thu", Weekday::Thursday),
+        ("fri", Weekday::Friday),
+        ("sat", Weekday::Saturday),
+        ("sun", Weekday::Sunday),
+    ];
+    let prefix = s.get(..3)?;
+    DAYS.iter()
+        .find(|(name, _)| prefix.eq_ignore_ascii_case(name))
+        .map(|(_, day)| *day)
 }
 
 impl Shift {
@@ -384,6 +389,17 @@ mod tests {
         assert_eq!(day_number(jiff::civil::date(1970, 1, 1)), 0);
         assert_eq!(day_number(jiff::civil::date(2026, 11, 28)), 20_785);
         assert_eq!(day_number(jiff::civil::date(1969, 12, 31)), -1);
+    }
+
+    #[test]
+    fn weekdays_parse_by_their_first_three_letters_in_any_case() {
+        assert_eq!(parse_day("mon"), Some(Weekday::Monday));
+        assert_eq!(parse_day("Monday"), Some(Weekday::Monday));
+        assert_eq!(parse_day("SUN"), Some(Weekday::Sunday));
+        assert_eq!(parse_day("thursday"), Some(Weekday::Thursday));
+        for bad in ["mo", "", "xyz", "Ünï", "m\u{e9}n"] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

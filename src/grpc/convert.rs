@@ -20,7 +20,10 @@ pub fn lead(msg: Option<pb::Lead>) -> Result<Lead, Error> {
             format!("has {n} entries, the limit is {max}"),
         ));
     }
-    let mut attributes = std::collections::HashMap::with_capacity(msg.attributes.len());
+    let mut attributes = crate::domain::lead::Attributes::with_capacity_and_hasher(
+        msg.attributes.len(),
+        Default::default(),
+    );
     for (name, value) in msg.attributes {
         use pb::attribute_value::Kind;
         let v = match value.kind {

@@ -69,10 +69,22 @@ impl App {
         if !settings.reps.file.is_empty() {
             let reps = read_reps(Path::new(&settings.reps.file))?;
             let n = reps.len();
+            let mut changed = 0;
             for rep in reps {
-                engine.upsert_rep(rep).await?;
+                // A restart against a shared store usually finds every rep as the file says;
+                // rewriting them would drain each pool's queue once per rep for nothing.
+                let rep = rep.validate()?;
+                let stored = match engine.rep(&rep.id).await {
+                    Ok(s) => Some(s.rep),
+                    Err(crate::error::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                if stored.as_ref() != Some(&rep) {
+                    engine.upsert_rep(rep).await?;
+                    changed += 1;
+                }
             }
-            tracing::info!(reps = n, file = %settings.reps.file, "reps seeded");
+            tracing::info!(reps = n, changed, file = %settings.reps.file, "reps seeded");
         }
         match &model_path {
             Some(p) => {

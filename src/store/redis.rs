@@ -555,7 +555,8 @@ impl RedisStore {
         let mut drained = Vec::new();
         let mut offset: isize = 0;
         loop {
-            if !self.pool_has_room(pool, now).await? {
+            let room = self.reps_with_room(pool, now).await?;
+            if room.is_empty() {
                 break;
             }
             let members: Vec<String> = conn
@@ -582,7 +583,10 @@ impl RedisStore {
                     continue;
                 };
                 let ranking = routing::rank(&reps, &ctx.needs, now, None);
-                if ranking.candidates.is_empty() {
+                // Nobody who had room at the start of this batch can take it: no round trip.
+                // (A queue of leads that need skills the free reps lack used to cost one
+                // EVALSHA each, on every drain.)
+                if !ranking.candidates.iter().any(|c| room.contains(&c.rep_id)) {
                     stayed += 1;
                     continue;
                 }
@@ -617,9 +621,9 @@ impl RedisStore {
         Ok(drained)
     }
 
-    /// Whether any active rep of the pool has both capacity and quota left (a cheap early stop
-    /// for draining; the claim script decides for real).
-    async fn pool_has_room(&self, pool: &str, now: Timestamp) -> Result<bool> {
+    /// Active reps of the pool with both capacity and quota left, from one read of the
+    /// table (a cheap filter for draining; the claim script decides for real).
+    async fn reps_with_room(&self, pool: &str, now: Timestamp) -> Result<HashSet<String>> {
         let keys = self.pool(pool);
         let table: Vec<u8> = self
             .conn()
@@ -631,14 +635,16 @@ impl RedisStore {
             .reps
             .iter()
             .filter(|r| r.pool == pool && r.active)
-            .any(|r| {
+            .filter(|r| {
                 let stored = dir
                     .slots
                     .get(&r.id)
                     .and_then(|s| RepState::in_table(&table, *s));
                 let (load, used, _) = RepState::live(stored, r.period(now));
                 load < r.capacity && r.daily_quota.is_none_or(|q| used < q)
-            }))
+            })
+            .map(|r| r.id.clone())
+            .collect())
     }
 
     async fn rep_pool(&self, rep_id: &str) -> Result<Option<String>> {

@@ -589,3 +589,38 @@ async fn a_stale_replica_cannot_charge_a_reused_slot() {
     let new = a.rep("new", contract::t0()).await.unwrap().unwrap();
     assert_eq!(new.load, 0);
 }
+
+/// Restarting against the same Redis with the same reps file rewrites nothing (no rep.lua,
+/// no drains: with a long queue each rewrite used to walk it); a rep changed since is put
+/// back to what the file says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_seeds_only_reps_that_differ_from_the_file() {
+    let server = RedisServer::start();
+    let mut settings = redis_settings(&server.url());
+    settings.reps.file = repo_path("deploy/reps.example.toml").display().to_string();
+    let first = spawn_with(settings.clone()).await;
+    let listed = first.engine.reps(None).await.unwrap();
+    assert_eq!(listed.len(), 35);
+    let mut changed = listed[0].rep.clone();
+    changed.capacity += 5;
+    first.engine.upsert_rep(changed.clone()).await.unwrap();
+    first.stop().await.unwrap();
+    let scripts = |s: &RedisServer| commandstats(s).get("evalsha").copied().unwrap_or(0);
+    let before = scripts(&server);
+    let second = spawn_with(settings.clone()).await;
+    assert_eq!(
+        scripts(&server),
+        before + 1,
+        "only the changed rep is rewritten"
+    );
+    let restored = second.engine.rep(&changed.id).await.unwrap();
+    assert_eq!(restored.rep.capacity, changed.capacity - 5);
+    second.stop().await.unwrap();
+    let third = spawn_with(settings).await;
+    assert_eq!(
+        scripts(&server),
+        before + 1,
+        "an unchanged restart rewrites nothing"
+    );
+    third.stop().await.unwrap();
+}

@@ -55,6 +55,10 @@ pub struct StoreSettings {
     /// PEM CA certificate for rediss:// servers the system trust store does not know; empty for
     /// the system store.
     pub tls_ca_file: String,
+    /// memory:// only: leads held at most (open, queued and closed). At the limit the oldest
+    /// closed lead is forgotten to make room; with none closed, new leads are refused with
+    /// RESOURCE_EXHAUSTED. Outcomes kept for export are capped at the same number.
+    pub memory_max_leads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

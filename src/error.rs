@@ -14,6 +14,9 @@ pub enum Error {
     /// A backing service (the store) cannot be reached; the caller may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// A bounded resource is full (the memory store's lead limit); the caller may retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A model artifact was refused; the live model keeps serving.
     #[error("model refused: {0}")]
     ModelRejected(String),

@@ -134,7 +134,9 @@ impl<T: CapacityStore + RepDirectory> Store for T {}
 pub async fn open(settings: &crate::config::StoreSettings) -> Result<Arc<dyn Store>, String> {
     let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => Ok(Arc::new(memory::MemoryStore::default())),
+        Some("memory") => Ok(Arc::new(memory::MemoryStore::with_max_leads(
+            settings.memory_max_leads,
+        ))),
         Some("redis" | "redis+unix" | "unix" | "rediss") => {
             let config = redis::RedisConfig {
                 urls: url

@@ -9,6 +9,7 @@ pub fn code(e: &Error) -> Code {
         Error::NotFound { .. } => Code::NotFound,
         Error::FailedPrecondition(_) | Error::ModelRejected(_) => Code::FailedPrecondition,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Internal(_) => Code::Internal,
     }
 }

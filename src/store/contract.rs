@@ -72,6 +72,16 @@ pub fn context(id: &str, probability: f64) -> LeadContext {
 
 /// Ranks the store's current reps for the lead and claims, as the engine does.
 pub async fn claim(store: &dyn Store, id: &str, probability: f64, now: Timestamp) -> Claim {
+    try_claim(store, id, probability, now).await.unwrap()
+}
+
+/// `claim`, handing back the store's error.
+pub async fn try_claim(
+    store: &dyn Store,
+    id: &str,
+    probability: f64,
+    now: Timestamp,
+) -> crate::error::Result<Claim> {
     let ctx = context(id, probability);
     let reps = store.reps().await.unwrap();
     let candidates = routing::rank(&reps, &ctx.needs, now, None).candidates;
@@ -82,7 +92,6 @@ pub async fn claim(store: &dyn Store, id: &str, probability: f64, now: Timestamp
             now,
         })
         .await
-        .unwrap()
 }
 
 fn assigned_rep(c: &Claim) -> Option<&str> {

@@ -1,6 +1,6 @@
 //! The embedded store: all routing state behind one mutex, so every operation is atomic.
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -19,9 +19,19 @@ use crate::store::{
 mod queue;
 use queue::BlockQueue;
 
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Leads held at most; see `config::StoreSettings::memory_max_leads`.
+    max_leads: usize,
+}
+
+/// The limit when none is configured (as in `defaults.toml`).
+pub const DEFAULT_MAX_LEADS: usize = 200_000;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_max_leads(DEFAULT_MAX_LEADS)
+    }
 }
 
 struct RepEntry {
@@ -71,7 +81,9 @@ struct State {
     /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
     /// carries the lead's place.
     queues: HashMap<String, BlockQueue<QueueKey>>,
-    outcomes: Vec<OutcomeRecord>,
+    outcomes: VecDeque<OutcomeRecord>,
+    /// Closed leads, oldest first: the ones forgotten when the store is full.
+    closed: VecDeque<String>,
     seq: u64,
 }
 
@@ -208,6 +220,24 @@ impl State {
         s
     }
 
+    /// Makes room for one more lead: at the limit, forgets the oldest closed lead (its replay
+    /// protection ends there); with none closed, refuses.
+    fn make_room(&mut self, max_leads: usize) -> Result<()> {
+        while self.leads.len() >= max_leads {
+            let Some(id) = self.closed.pop_front() else {
+                return Err(Error::ResourceExhausted(format!(
+                    "the memory store holds {} open or queued leads, its limit \
+                     (store.memory_max_leads); close some, or use Redis",
+                    self.leads.len()
+                )));
+            };
+            if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if !a.is_open()) {
+                self.leads.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
     fn open_count(&self, rep_id: &str) -> usize {
         self.leads
             .values()
@@ -217,6 +247,13 @@ impl State {
 }
 
 impl MemoryStore {
+    pub fn with_max_leads(max_leads: usize) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::default(),
+            max_leads: max_leads.max(1),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave half an operation behind (each operation
         // mutates only after its checks), so a poisoned lock is safe to reuse.
@@ -247,6 +284,7 @@ impl CapacityStore for MemoryStore {
             }
             None => {}
         }
+        s.make_room(self.max_leads)?;
         let (assigned, records) = s.book(&req.context, req.candidates, req.now);
         match assigned {
             Some(a) => {
@@ -331,12 +369,16 @@ impl CapacityStore for MemoryStore {
         let mut closed = assignment;
         closed.state = AssignmentState::Closed(outcome);
         closed.closed_at_ms = Some(millis(now));
-        s.outcomes.push(OutcomeRecord {
+        s.outcomes.push_back(OutcomeRecord {
             context: ctx.clone(),
             rep_id: closed.rep_id.clone(),
             outcome,
             closed_at_ms: millis(now),
         });
+        if s.outcomes.len() > self.max_leads {
+            s.outcomes.pop_front();
+        }
+        s.closed.push_back(lead_id.to_string());
         s.leads.insert(
             lead_id.to_string(),
             LeadEntry::Assigned(closed.clone(), ctx),
@@ -398,7 +440,7 @@ impl CapacityStore for MemoryStore {
     }
 
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
-        Ok(self.lock().outcomes.clone())
+        Ok(self.lock().outcomes.iter().cloned().collect())
     }
 }
 
@@ -495,5 +537,35 @@ impl RepDirectory for MemoryStore {
             .map(|e| e.status(now))
             .ok_or_else(|| Error::Internal("rep vanished".into()))?;
         Ok((status, drained))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::{claim, rep, t0};
+
+    /// At the limit the oldest closed lead is forgotten; with none closed, a new lead is
+    /// refused (RESOURCE_EXHAUSTED) and nothing changes. Replays of held leads still answer.
+    #[tokio::test]
+    async fn the_lead_limit_forgets_closed_leads_then_refuses() {
+        let store = MemoryStore::with_max_leads(3);
+        store.upsert_rep(rep("r", 1), t0()).await.unwrap();
+        for id in ["a", "b", "c"] {
+            claim(&store, id, 0.5, t0()).await;
+        }
+        let full = crate::store::contract::try_claim(&store, "d", 0.5, t0()).await;
+        assert!(matches!(full, Err(Error::ResourceExhausted(_))), "{full:?}");
+        assert_eq!(store.lock().leads.len(), 3);
+        assert!(matches!(
+            claim(&store, "b", 0.5, t0()).await,
+            Claim::Queued { .. }
+        ));
+        store.close("a", Outcome::Won, t0()).await.unwrap();
+        // "a" is closed (and "b" was drained onto r): "d" fits once "a" is forgotten.
+        claim(&store, "d", 0.5, t0()).await;
+        assert_eq!(store.lookup("a").await.unwrap(), None);
+        assert!(store.lookup("d").await.unwrap().is_some());
+        assert_eq!(store.outcomes().await.unwrap().len(), 1);
     }
 }

@@ -280,3 +280,22 @@ async fn submit_leads_stream_answers_each_lead_and_survives_bad_ones() {
     assert_eq!((assigned, queued), (3, 3));
     assert_eq!(app.load_of("r").await, 3);
 }
+
+/// The embedded store is bounded: past `store.memory_max_leads` open or queued leads a new
+/// one gets RESOURCE_EXHAUSTED naming the setting, while replays of held leads still answer.
+#[tokio::test]
+async fn a_full_memory_store_refuses_new_leads_with_resource_exhausted() {
+    let mut settings = test_settings();
+    settings.store.memory_max_leads = 2;
+    let app = spawn_with(settings).await;
+    app.add_rep(rep("r", 1, &[])).await;
+    submit(&app, good_lead("m1")).await.unwrap();
+    submit(&app, good_lead("m2")).await.unwrap();
+    let err = submit(&app, good_lead("m3")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("store.memory_max_leads"), "{err:?}");
+    assert!(
+        submit(&app, good_lead("m2")).await.is_ok(),
+        "a replay still answers"
+    );
+}

@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use leadrouter::domain::lead::{AttrValue, Lead};
+use leadrouter::domain::lead::Lead;
 use leadrouter::domain::model::{Artifact, Model};
 use leadrouter::domain::rep::Rep;
 use leadrouter::domain::routing::{self, Needs};
@@ -20,28 +20,9 @@ fn leads(n: usize) -> Vec<Lead> {
         None,
     )
     .unwrap();
-    table
-        .rows
-        .iter()
-        .step_by(table.rows.len() / n)
-        .take(n)
-        .enumerate()
-        .map(|(i, row)| Lead {
-            id: format!("l{i}"),
-            attributes: table
-                .headers
-                .iter()
-                .zip(row)
-                .filter(|(h, _)| *h != "y" && *h != "duration")
-                .map(|(h, v)| {
-                    let value = match v.parse::<f64>() {
-                        Ok(x) => AttrValue::Number(x),
-                        Err(_) => AttrValue::String(v.clone()),
-                    };
-                    (h.clone(), value)
-                })
-                .collect(),
-        })
+    let step = table.rows.len() / n;
+    (0..n)
+        .filter_map(|i| table.lead(i * step, format!("l{i}"), &["y", "duration"]))
         .collect()
 }
 

@@ -75,29 +75,10 @@ pub struct Report {
 /// Reads the lead attributes once; requests clone a row and set a fresh id.
 fn read_leads(args: &BenchArgs) -> anyhow::Result<Vec<pb::Lead>> {
     let table = crate::training::data::read(&args.leads, None).map_err(anyhow::Error::msg)?;
-    let keep: Vec<usize> = (0..table.headers.len())
-        .filter(|&i| !args.drop_columns.contains(&table.headers[i]))
-        .collect();
-    let leads: Vec<pb::Lead> = table
-        .rows
-        .iter()
-        .map(|row| pb::Lead {
-            id: String::new(),
-            attributes: keep
-                .iter()
-                .map(|&i| {
-                    let v = &row[i];
-                    let kind = match v.parse::<f64>() {
-                        Ok(x) if x.is_finite() => pb::attribute_value::Kind::NumberValue(x),
-                        _ => pb::attribute_value::Kind::StringValue(v.clone()),
-                    };
-                    (
-                        table.headers[i].clone(),
-                        pb::AttributeValue { kind: Some(kind) },
-                    )
-                })
-                .collect(),
-        })
+    let skip: Vec<&str> = args.drop_columns.iter().map(String::as_str).collect();
+    let leads: Vec<pb::Lead> = (0..table.rows.len())
+        .filter_map(|row| table.lead(row, String::new(), &skip))
+        .map(crate::grpc::convert::lead_to_pb)
         .collect();
     anyhow::ensure!(!leads.is_empty(), "no leads in {}", args.leads.display());
     Ok(leads)

@@ -3,7 +3,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use leadrouter::domain::lead::{AttrValue, Lead};
+use leadrouter::domain::lead::Lead;
 use leadrouter::domain::model::{Artifact, Model};
 
 struct Counting;
@@ -43,27 +43,10 @@ fn leads() -> Vec<Lead> {
         None,
     )
     .unwrap();
-    table
-        .rows
-        .iter()
+    (0..table.rows.len())
         .step_by(41)
         .enumerate()
-        .map(|(i, row)| Lead {
-            id: format!("l{i}"),
-            attributes: table
-                .headers
-                .iter()
-                .zip(row)
-                .filter(|(h, _)| *h != "y" && *h != "duration")
-                .map(|(h, v)| {
-                    let value = match v.parse::<f64>() {
-                        Ok(x) => AttrValue::Number(x),
-                        Err(_) => AttrValue::String(v.clone()),
-                    };
-                    (h.clone(), value)
-                })
-                .collect(),
-        })
+        .filter_map(|(i, row)| table.lead(row, format!("l{i}"), &["y", "duration"]))
         .collect()
 }
 

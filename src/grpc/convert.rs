@@ -42,6 +42,27 @@ pub fn lead(msg: Option<pb::Lead>) -> Result<Lead, Error> {
     Lead::parse(msg.id, attributes)
 }
 
+/// A domain lead as a client sends it (the load generator builds its requests this way).
+pub fn lead_to_pb(lead: Lead) -> pb::Lead {
+    use pb::attribute_value::Kind;
+    let attributes = lead
+        .attributes
+        .into_iter()
+        .map(|(name, v)| {
+            let kind = match v {
+                AttrValue::String(s) => Kind::StringValue(s),
+                AttrValue::Number(x) => Kind::NumberValue(x),
+                AttrValue::Bool(b) => Kind::BoolValue(b),
+            };
+            (name, pb::AttributeValue { kind: Some(kind) })
+        })
+        .collect();
+    pb::Lead {
+        id: lead.id,
+        attributes,
+    }
+}
+
 pub fn outcome(raw: i32) -> Result<Outcome, Error> {
     match pb::Outcome::try_from(raw) {
         Ok(pb::Outcome::Won) => Ok(Outcome::Won),
@@ -309,5 +330,32 @@ pub fn model_health(m: Option<&LoadedModel>, report: Option<&DriftReport>) -> pb
             .map(|r| r.features.iter().map(drift).collect())
             .unwrap_or_default(),
         score: report.map(|r| drift(&r.score)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::data::Table;
+
+    /// A table row becomes a typed lead, and the lead survives the trip to protobuf and back.
+    #[test]
+    fn a_row_becomes_a_typed_lead_that_round_trips_through_protobuf() {
+        let table = Table {
+            headers: vec!["age".into(), "job".into(), "y".into(), "odd".into()],
+            rows: vec![vec![
+                "41".into(),
+                "admin.".into(),
+                "no".into(),
+                "inf".into(),
+            ]],
+        };
+        let l = table.lead(0, "l0".into(), &["y"]).unwrap();
+        assert_eq!(l.attributes.len(), 3);
+        assert_eq!(l.attributes["age"], AttrValue::Number(41.0));
+        assert_eq!(l.attributes["job"], AttrValue::String("admin.".into()));
+        assert_eq!(l.attributes["odd"], AttrValue::String("inf".into()));
+        assert!(table.lead(1, "none".into(), &[]).is_none());
+        assert_eq!(lead(Some(lead_to_pb(l.clone()))).unwrap(), l);
     }
 }

@@ -2,7 +2,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::domain::lead::parse_bool;
+use crate::domain::lead::{AttrValue, Lead, parse_bool};
 
 /// A whole CSV in memory: header plus rows of trimmed cells.
 pub struct Table {
@@ -13,6 +13,25 @@ pub struct Table {
 impl Table {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.headers.iter().position(|h| h == name)
+    }
+
+    /// Row `row` as a lead a web form would send: every column but `skip`, finite numbers as
+    /// numbers and everything else as text (benchmarks and tests score real rows this way).
+    pub fn lead(&self, row: usize, id: String, skip: &[&str]) -> Option<Lead> {
+        let attributes = self
+            .headers
+            .iter()
+            .zip(self.rows.get(row)?)
+            .filter(|(h, _)| !skip.contains(&h.as_str()))
+            .map(|(h, v)| {
+                let value = match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() => AttrValue::Number(x),
+                    _ => AttrValue::String(v.clone()),
+                };
+                (h.clone(), value)
+            })
+            .collect();
+        Some(Lead { id, attributes })
     }
 }
 

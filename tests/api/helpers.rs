@@ -238,6 +238,26 @@ pub fn with(mut l: pb::Lead, attrs: &[(&str, pb::AttributeValue)]) -> pb::Lead {
     l
 }
 
+/// Sends `leads` through one SubmitLeads stream; the answers, in order.
+pub async fn submit_stream(app: &TestApp, leads: Vec<pb::Lead>) -> Vec<pb::SubmitLeadsResponse> {
+    use tokio_stream::StreamExt;
+    let reqs: Vec<pb::SubmitLeadsRequest> = leads
+        .into_iter()
+        .map(|l| pb::SubmitLeadsRequest { lead: Some(l) })
+        .collect();
+    let mut stream = app
+        .leads()
+        .submit_leads(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        out.push(msg.unwrap());
+    }
+    out
+}
+
 pub async fn submit(app: &TestApp, lead: pb::Lead) -> Result<pb::DecisionRecord, tonic::Status> {
     app.leads()
         .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })

@@ -1,6 +1,5 @@
 //! LeadService: scoring, explanation, segments, submit, the bulk stream, and bad input.
 use leadrouter::grpc::pb;
-use tokio_stream::StreamExt;
 
 use crate::helpers::*;
 
@@ -241,20 +240,7 @@ async fn submit_leads_stream_answers_each_lead_and_survives_bad_ones() {
     let mut leads: Vec<pb::Lead> = (0..6).map(|i| good_lead(&format!("s{i}"))).collect();
     leads.insert(2, lead("bad", &[("age", n(f64::NAN))]));
     leads.insert(4, lead("", &[]));
-    let reqs: Vec<pb::SubmitLeadsRequest> = leads
-        .into_iter()
-        .map(|l| pb::SubmitLeadsRequest { lead: Some(l) })
-        .collect();
-    let mut stream = app
-        .leads()
-        .submit_leads(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut results = Vec::new();
-    while let Some(msg) = stream.next().await {
-        results.push(msg.unwrap());
-    }
+    let results = submit_stream(&app, leads).await;
     let ids: Vec<&str> = results.iter().map(|r| r.lead_id.as_str()).collect();
     assert_eq!(
         ids,

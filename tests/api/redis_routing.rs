@@ -477,26 +477,9 @@ async fn rediss_with_auth_and_a_private_ca() {
     assert!(leadrouter::app::App::build(untrusted).await.is_err());
 }
 
-/// Streams `ids` through SubmitLeads and returns the answers in order.
+/// Streams good leads with these ids through SubmitLeads.
 async fn stream_leads(app: &TestApp, ids: &[String]) -> Vec<pb::SubmitLeadsResponse> {
-    use tokio_stream::StreamExt;
-    let reqs: Vec<pb::SubmitLeadsRequest> = ids
-        .iter()
-        .map(|id| pb::SubmitLeadsRequest {
-            lead: Some(good_lead(id)),
-        })
-        .collect();
-    let mut stream = app
-        .leads()
-        .submit_leads(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(msg) = stream.next().await {
-        out.push(msg.unwrap());
-    }
-    out
+    submit_stream(app, ids.iter().map(|id| good_lead(id)).collect()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

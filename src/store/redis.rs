@@ -149,12 +149,10 @@ struct ClaimReply {
     listed: Listed,
 }
 
-/// The candidates a claim sent, in the order it sent them, with their (slot, generation).
+/// The candidates a claim sent, in the order it sent them: (index into the ranked
+/// candidates, slot, generation).
 #[derive(Default)]
-struct Listed {
-    candidates: Vec<Candidate>,
-    slots: Vec<(u32, u32)>,
-}
+struct Listed(Vec<(usize, (u32, u32))>);
 
 /// The records a claim read: the pool's whole table, or the read candidates' records in
 /// candidate order.
@@ -192,29 +190,32 @@ impl ClaimReply {
         self.head.first().map_or("", String::as_str)
     }
 
-    fn records(&self) -> Vec<CandidateRecord> {
-        records(&self.listed.candidates, &self.listed.slots, &self.read)
+    /// Decision-record lines; `candidates` is the ranking the claim was built from.
+    fn records(&self, candidates: &[Candidate]) -> Vec<CandidateRecord> {
+        records(candidates, &self.listed, &self.read)
     }
 }
 
-/// Turns the records the claim script read (those of a prefix of the candidates, a
+/// Turns the records the claim script read (those of a prefix of the listed candidates, a
 /// match-score group at a time) into decision-record lines, with the same `routing::choose`
-/// the memory store uses. Candidates past the prefix lost on match score to a higher group.
-fn records(candidates: &[Candidate], slots: &[(u32, u32)], read: &Read) -> Vec<CandidateRecord> {
+/// the memory store uses. Listed candidates past the prefix lost on match score to a higher
+/// group.
+fn records(candidates: &[Candidate], listed: &Listed, read: &Read) -> Vec<CandidateRecord> {
+    let listed = &listed.0;
     let n = match read {
-        Read::Table(_, n) | Read::Records(_, n) => (*n).min(candidates.len()).min(slots.len()),
+        Read::Table(_, n) | Read::Records(_, n) => (*n).min(listed.len()),
     };
     let mut examined = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);
-    for (i, c) in candidates.iter().take(n).enumerate() {
+    for (i, &(at, (slot, generation))) in listed[..n].iter().enumerate() {
         let stored = match read {
-            Read::Table(t, _) => RepState::in_table(t, slots[i]),
+            Read::Table(t, _) => RepState::in_table(t, (slot, generation)),
             Read::Records(r, _) => r
                 .get(i * state::LEN..(i + 1) * state::LEN)
                 .and_then(RepState::decode)
-                .filter(|s| s.generation == slots[i].1),
+                .filter(|s| s.generation == generation),
         };
-        let mut c = c.clone();
+        let mut c = candidates[at].clone();
         c.capacity = stored.map_or(0, |s| s.capacity);
         c.daily_quota = stored.and_then(|s| s.quota);
         let (load, period_count, last_assigned_ms) = RepState::live(stored, c.period);
@@ -229,7 +230,8 @@ fn records(candidates: &[Candidate], slots: &[(u32, u32)], read: &Read) -> Vec<C
     let top = winner
         .map(|w| examined[w].match_score)
         .unwrap_or(f64::NEG_INFINITY);
-    for c in &candidates[n..] {
+    for &(at, _) in &listed[n..] {
+        let c = &candidates[at];
         out.push(CandidateRecord {
             rep_id: c.rep_id.clone(),
             match_score: c.match_score,
@@ -242,50 +244,39 @@ fn records(candidates: &[Candidate], slots: &[(u32, u32)], read: &Read) -> Vec<C
     out
 }
 
-/// The claim script's candidate list (format in claim.lua) and each listed candidate's
-/// (slot, generation). Candidates the directory has no slot for yet are left out; within a
-/// match-score group the list is in rep-id order, which is the script's last tie-break.
+/// The claim script's candidate list (format in claim.lua) and what it lists. Candidates
+/// the directory has no slot for yet are left out; within a match-score group (ranking order
+/// is by score, so groups are runs) the list is in rep-id order, the script's last tie-break.
 fn candidate_list(
     candidates: &[Candidate],
     slots: &HashMap<String, (u32, u32)>,
 ) -> (Listed, Vec<u8>) {
-    let mut listed: Vec<(&Candidate, (u32, u32))> = candidates
+    let mut listed: Vec<(usize, (u32, u32))> = candidates
         .iter()
-        .filter_map(|c| Some((c, *slots.get(&c.rep_id)?)))
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, *slots.get(&c.rep_id)?)))
         .collect();
-    // Ranking order is by match score (stable); ties go by id, as in routing::choose.
+    let mut list = Vec::with_capacity(listed.len() * 24);
     let mut start = 0;
     while start < listed.len() {
-        let top = listed[start].0.match_score;
+        let top = candidates[listed[start].0].match_score;
         let end = listed[start..]
             .iter()
-            .position(|(c, _)| (c.match_score - top).abs() > routing::SCORE_EPSILON)
+            .position(|&(i, _)| (candidates[i].match_score - top).abs() > routing::SCORE_EPSILON)
             .map_or(listed.len(), |p| start + p);
-        listed[start..end].sort_by(|a, b| a.0.rep_id.cmp(&b.0.rep_id));
+        listed[start..end].sort_by(|a, b| candidates[a.0].rep_id.cmp(&candidates[b.0].rep_id));
+        for (k, &(i, (slot, generation))) in listed[start..end].iter().enumerate() {
+            let c = &candidates[i];
+            list.push(if k == 0 { 1 } else { 2 });
+            state::push_digits(&mut list, slot, 2);
+            state::push_digits(&mut list, generation, 3);
+            state::push_digits(&mut list, u32::try_from(c.period).unwrap_or(0), 3);
+            list.push(u8::try_from(c.rep_id.len()).unwrap_or(u8::MAX));
+            list.extend_from_slice(c.rep_id.as_bytes());
+        }
         start = end;
     }
-    let mut list = Vec::with_capacity(listed.len() * 24);
-    let mut group: Option<f64> = None;
-    for (c, (slot, generation)) in &listed {
-        let flag = match group {
-            Some(g) if (c.match_score - g).abs() <= routing::SCORE_EPSILON => 2,
-            _ => {
-                group = Some(c.match_score);
-                1
-            }
-        };
-        list.push(flag);
-        state::push_digits(&mut list, *slot, 2);
-        state::push_digits(&mut list, *generation, 3);
-        state::push_digits(&mut list, u32::try_from(c.period).unwrap_or(0), 3);
-        list.push(u8::try_from(c.rep_id.len()).unwrap_or(u8::MAX));
-        list.extend_from_slice(c.rep_id.as_bytes());
-    }
-    let out = Listed {
-        candidates: listed.iter().map(|(c, _)| (*c).clone()).collect(),
-        slots: listed.iter().map(|(_, s)| *s).collect(),
-    };
-    (out, list)
+    (Listed(listed), list)
 }
 
 impl RedisStore {
@@ -533,13 +524,13 @@ impl RedisStore {
                 };
                 Ok(Claim::Assigned {
                     assignment,
-                    records: reply.records(),
+                    records: reply.records(&req.candidates),
                     replayed: false,
                 })
             }
             Some("queued") => Ok(Claim::Queued {
                 position: num(&r[1]).unwrap_or(0),
-                records: reply.records(),
+                records: reply.records(&req.candidates),
                 replayed: false,
             }),
             other => Err(Error::Internal(format!("claim script answered {other:?}"))),
@@ -905,7 +896,7 @@ impl CapacityStore for RedisStore {
                 let mut assignment = previous.clone();
                 assignment.rep_id = r[1].clone();
                 assignment.assigned_at_ms = num(&r[2]).unwrap_or(0);
-                let records = reply.records();
+                let records = reply.records(&candidates);
                 let drained = self.drain_pool(&pool, now).await?;
                 Ok(Reassigned {
                     previous,

@@ -543,6 +543,7 @@ impl RedisStore {
         let keys = self.pool(pool);
         let mut conn = self.conn();
         let reps = self.directory.load().reps.clone();
+        let everyone = reps.iter().filter(|r| r.pool == pool && r.active).count();
         let mut drained = Vec::new();
         let mut offset: isize = 0;
         loop {
@@ -584,7 +585,6 @@ impl RedisStore {
                 let reply = self
                     .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
                     .await?;
-                let everyone = reps.iter().filter(|r| r.pool == pool && r.active).count();
                 if reply.kind() == "noroom" && ranking.candidates.len() == everyone {
                     // Every rep of the pool was asked and none had room, so nobody further down
                     // the queue fits either. Stopping also keeps a lower lead from taking

@@ -10,22 +10,18 @@ const BLOCK: usize = 512;
 #[derive(Debug)]
 pub struct BlockQueue<K> {
     blocks: Vec<Vec<K>>,
-    len: usize,
 }
 
 impl<K> Default for BlockQueue<K> {
     fn default() -> Self {
-        BlockQueue {
-            blocks: Vec::new(),
-            len: 0,
-        }
+        BlockQueue { blocks: Vec::new() }
     }
 }
 
 impl<K: Ord> BlockQueue<K> {
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.len
+        self.blocks.iter().map(Vec::len).sum()
     }
 
     /// The block that holds `key`, or would: the first whose last key is not below it.
@@ -53,7 +49,6 @@ impl<K: Ord> BlockQueue<K> {
             let tail = blk.split_off(BLOCK / 2);
             self.blocks.insert(b + 1, tail);
         }
-        self.len += 1;
         self.before(b) + i
     }
 
@@ -79,7 +74,6 @@ impl<K: Ord> BlockQueue<K> {
         if self.blocks[b].is_empty() {
             self.blocks.remove(b);
         }
-        self.len -= 1;
         true
     }
 

@@ -191,16 +191,11 @@ impl Rep {
     /// The quota period at `now`: the rep's local date as a day number (days since
     /// 1970-01-01), so stores compare and pack it as an integer.
     pub fn period(&self, now: Timestamp) -> i32 {
-        let tz = self
-            .shift
-            .as_ref()
-            .and_then(|s| TimeZone::get(&s.timezone).ok())
-            .unwrap_or(TimeZone::UTC);
-        day_number(now.to_zoned(tz).date())
+        self.shift_and_period(now, &mut Vec::new()).1
     }
 
     /// `on_shift` and `period` together, reusing `cache` (time zone name -> local time and
-    /// date) across the reps of one ranking: zone lookup and date formatting happen once per
+    /// day number) across the reps of one ranking: zone lookup and local date happen once per
     /// zone, not once per rep.
     pub fn shift_and_period(
         &self,

@@ -80,7 +80,7 @@ fn benches(c: &mut Criterion) {
     for n in [35, 1000] {
         let team = reps(n);
         c.bench_function(&format!("rank {n} reps"), |b| {
-            b.iter(|| black_box(routing::rank(black_box(&team), &needs, now, None)))
+            b.iter(|| black_box(routing::rank(black_box(&team), &needs, now, &[])))
         });
     }
     let engine_decision = {

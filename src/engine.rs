@@ -68,8 +68,12 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoutingStatus {
     Assigned(Assignment),
-    Queued { position: u32 },
+    Queued {
+        position: u32,
+    },
     Closed(Assignment),
+    /// No rep of the pool could ever take the lead; nothing was stored.
+    Unroutable,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +83,17 @@ pub struct RoutingDecision {
     /// Every rep of the pool considered, with its verdict; empty on a replay.
     pub candidates: Vec<CandidateRecord>,
     pub replayed: bool,
+    /// Why the lead is unroutable (also set when it was queued anyway); empty otherwise.
+    pub reason: String,
+}
+
+/// A scored lead ready for the store.
+struct Prepared {
+    req: ClaimRequest,
+    /// Reps filtered out before the claim, for the decision record.
+    rejected: Vec<CandidateRecord>,
+    /// Why no rep of the pool could ever take the lead, if none could.
+    unroutable: Option<String>,
 }
 
 pub struct EngineParts {
@@ -104,12 +119,9 @@ thread_local! {
 }
 
 /// The decision once the store has answered the claim.
-fn finish(
-    mut decision: Decision,
-    claim: Claim,
-    rejected: Vec<CandidateRecord>,
-    pool: String,
-) -> Decision {
+fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
+    let (rejected, pool) = (p.rejected, p.req.context.needs.pool);
+    let reason = p.unroutable.unwrap_or_default();
     let (status, mut candidates, replayed) = match claim {
         Claim::Assigned {
             assignment,
@@ -137,6 +149,19 @@ fn finish(
         pool,
         candidates,
         replayed,
+        reason,
+    });
+    decision
+}
+
+/// The decision for a lead no rep of its pool could ever take, when it is not queued.
+fn unroutable(mut decision: Decision, p: Prepared) -> Decision {
+    decision.routing = Some(RoutingDecision {
+        status: RoutingStatus::Unroutable,
+        pool: p.req.context.needs.pool,
+        candidates: p.rejected,
+        replayed: false,
+        reason: p.unroutable.unwrap_or_default(),
     });
     decision
 }
@@ -249,10 +274,12 @@ impl Engine {
     pub async fn submit(&self, lead: Lead) -> Result<Decision> {
         let decision = self.score(&lead)?;
         let reps = self.parts.store.reps().await?;
-        let (decision, req, rejected) = self.prepare(lead, decision, &reps, self.now())?;
-        let pool = req.context.needs.pool.clone();
-        let claim = self.parts.store.claim(req).await?;
-        Ok(finish(decision, claim, rejected, pool))
+        let (decision, p) = self.prepare(lead, decision, &reps, self.now())?;
+        if !self.claims(&p).await? {
+            return Ok(unroutable(decision, p));
+        }
+        let claim = self.parts.store.claim(p.req.clone()).await?;
+        Ok(finish(decision, claim, p))
     }
 
     /// Scores a batch of leads with one matrix-vector product (drift counted per lead).
@@ -298,21 +325,40 @@ impl Engine {
         let mut requests = Vec::new();
         for (i, (lead, scored)) in leads.into_iter().zip(scored).enumerate() {
             match scored.and_then(|d| self.prepare(lead, d, &reps, now)) {
-                Ok((decision, req, rejected)) => {
-                    pending.push((i, decision, rejected, req.context.needs.pool.clone()));
-                    requests.push(req);
-                    out.push(None);
-                }
+                Ok((decision, p)) => match self.claims(&p).await {
+                    Ok(true) => {
+                        requests.push(p.req.clone());
+                        pending.push((i, decision, p));
+                        out.push(None);
+                    }
+                    Ok(false) => out.push(Some(Ok(unroutable(decision, p)))),
+                    Err(e) => out.push(Some(Err(e))),
+                },
                 Err(e) => out.push(Some(Err(e))),
             }
         }
         let claims = self.parts.store.claim_many(requests).await;
-        for ((i, decision, rejected, pool), claim) in pending.into_iter().zip(claims) {
-            out[i] = Some(claim.map(|c| finish(decision, c, rejected, pool)));
+        for ((i, decision, p), claim) in pending.into_iter().zip(claims) {
+            out[i] = Some(claim.map(|c| finish(decision, c, p)));
         }
         out.into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::Internal("lost a batch result".into()))))
             .collect()
+    }
+
+    /// Whether a prepared lead goes to the store: always when some rep could take it or
+    /// `routing.queue_unroutable` is set; else only to replay an earlier decision (a lead
+    /// stored before its pool lost the skill it needs).
+    async fn claims(&self, p: &Prepared) -> Result<bool> {
+        if p.unroutable.is_none() || self.parts.routing.queue_unroutable {
+            return Ok(true);
+        }
+        Ok(self
+            .parts
+            .store
+            .lookup(&p.req.context.lead.id)
+            .await?
+            .is_some())
     }
 
     /// Needs, pool check and static ranking of a scored lead: the claim to make.
@@ -322,7 +368,7 @@ impl Engine {
         mut decision: Decision,
         reps: &[Rep],
         now: Timestamp,
-    ) -> Result<(Decision, ClaimRequest, Vec<CandidateRecord>)> {
+    ) -> Result<(Decision, Prepared)> {
         let seg_skills = self.parts.segments.skills_for(&decision.segment.segment);
         let needs = self
             .parts
@@ -336,7 +382,8 @@ impl Engine {
                 "a pool name has at most 128 bytes and no braces",
             ));
         }
-        let ranking = routing::rank(reps, &needs, now, None);
+        let ranking = routing::rank(reps, &needs, now, &[]);
+        let unroutable = routing::unroutable_reason(reps, &needs);
         let context = LeadContext {
             lead,
             needs,
@@ -349,7 +396,14 @@ impl Engine {
             candidates: ranking.candidates,
             now,
         };
-        Ok((decision, req, ranking.rejected))
+        Ok((
+            decision,
+            Prepared {
+                req,
+                rejected: ranking.rejected,
+                unroutable,
+            },
+        ))
     }
 
     pub async fn lookup(&self, lead_id: &str) -> Result<LeadState> {
@@ -393,7 +447,12 @@ impl Engine {
             .ok_or_else(|| Error::not_found("lead", lead_id))?;
         let now = self.now();
         let reps = self.parts.store.reps().await?;
-        let mut ranking = routing::rank(&reps, &ctx.needs, now, Some(&current.rep_id));
+        let mut ranking = routing::rank(
+            &reps,
+            &ctx.needs,
+            now,
+            std::slice::from_ref(&current.rep_id),
+        );
         if let Some(t) = target {
             if t == current.rep_id {
                 return Err(Error::invalid("rep_id", "is the current assignee"));

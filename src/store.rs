@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::domain::assignment::{Assignment, LeadContext, LeadState, Outcome, OutcomeRecord};
-use crate::domain::rep::Rep;
-use crate::domain::routing::{Candidate, CandidateRecord};
+use crate::domain::rep::{Rep, ZoneCache};
+use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::Result;
 
 pub mod contract;
@@ -64,6 +64,29 @@ pub struct RepStatus {
     pub load: u32,
     pub assigned_today: u32,
     pub last_assigned_ms: Option<i64>,
+    /// New assignments in each current quota period (`rep::PERIODS` order).
+    pub counts: [u32; 4],
+    pub on_shift: bool,
+    pub on_leave: bool,
+    /// Capacity after a return ramp (equal to `rep.capacity` outside one).
+    pub effective_capacity: u32,
+}
+
+impl RepStatus {
+    /// The status of `rep` at `now` given its live counters (already for the current periods).
+    pub fn new(rep: Rep, live: LiveState, now: Timestamp) -> RepStatus {
+        let at = rep.availability(now, &mut ZoneCache::default());
+        RepStatus {
+            load: live.load,
+            assigned_today: live.counts[0],
+            last_assigned_ms: live.last_assigned_ms,
+            counts: live.counts,
+            on_shift: at.on_shift,
+            on_leave: at.on_leave,
+            effective_capacity: routing::ramped(rep.capacity, at.ramp_permille),
+            rep,
+        }
+    }
 }
 
 /// Assignments, loads and the queue.

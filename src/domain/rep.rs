@@ -1,8 +1,16 @@
 //! A sales rep: skills, capacity, quota, availability and working hours.
 use std::collections::BTreeMap;
 
-use jiff::{Timestamp, civil::Weekday, tz::TimeZone};
+use std::sync::{Arc, OnceLock};
+
+use jiff::{Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
+
+mod calendar;
+pub use calendar::{
+    Availability, Calendar, PERIODS, Period, Periods, ZoneCache, day_number, parse_date, parse_day,
+    parse_hhmm, periods_of,
+};
 
 use crate::domain::lead::validate_id;
 use crate::error::Error;
@@ -21,6 +29,30 @@ pub struct Shift {
     pub days: Vec<String>,
 }
 
+/// Days off, inclusive, as local dates ("YYYY-MM-DD") in the rep's time zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeOff {
+    pub from: String,
+    pub to: String,
+}
+
+/// The parsed calendar, built on first use; it never takes part in comparisons.
+#[derive(Clone, Default)]
+pub struct CalendarCell(OnceLock<Arc<Calendar>>);
+
+impl PartialEq for CalendarCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for CalendarCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rep {
@@ -37,10 +69,33 @@ pub struct Rep {
     /// Most new assignments per local day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_quota: Option<u32>,
+    /// Most new assignments per ISO week (Monday to Sunday, local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly_quota: Option<u32>,
+    /// Most new assignments per calendar month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_quota: Option<u32>,
+    /// Most new assignments per calendar quarter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarterly_quota: Option<u32>,
     #[serde(default = "yes")]
     pub active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<Shift>,
+    /// While a range covers the local date the rep is ON_LEAVE.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_off: Vec<TimeOff>,
+    /// After time off, capacity ramps from half to full over this many days (0: no ramp).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub return_ramp_days: u32,
+    /// The shift and time off parsed on first use. `validate` resets it; code that edits
+    /// `shift` or `time_off` of a rep already used must reset it too.
+    #[serde(skip)]
+    pub calendar: CalendarCell,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 pub fn default_pool() -> String {
@@ -51,48 +106,25 @@ fn yes() -> bool {
     true
 }
 
-fn parse_hhmm(field: &str, s: &str) -> Result<u32, Error> {
-    let bad = || Error::invalid(field, format!("{s:?} is not HH:MM"));
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 23 || m > 59 {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
-}
-
-/// "mon", "Monday", "TUE"...: the first three letters, any case. Runs for every shift day of
-/// every rep in each ranking, so it does not allocate.
-fn parse_day(s: &str) -> Option<Weekday> {
-    const DAYS: [(&str, Weekday); 7] = [
-        ("mon", Weekday::Monday),
-        ("tue", Weekday::Tuesday),
-        ("wed", Weekday::Wednesday),
-        ("thu", Weekday::Thursday),
-        ("fri", Weekday::Friday),
-        ("sat", Weekday::Saturday),
-        ("sun", Weekday::Sunday),
-    ];
-    let prefix = s.get(..3)?;
-    DAYS.iter()
-        .find(|(name, _)| prefix.eq_ignore_ascii_case(name))
-        .map(|(_, day)| *day)
-}
+/// Upper bound for a rep's capacity and quotas.
+pub const MAX_LIMIT: u32 = 1_000_000_000;
+/// Most time-off ranges per rep.
+pub const MAX_TIME_OFF: usize = 400;
 
 impl Shift {
-    fn zone(&self) -> Result<TimeZone, Error> {
+    fn validate(&self) -> Result<(), Error> {
         TimeZone::get(&self.timezone).map_err(|_| {
             Error::invalid(
                 "rep.shift.timezone",
                 format!("{:?} is not an IANA time zone", self.timezone),
             )
-        })
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        self.zone()?;
-        parse_hhmm("rep.shift.start", &self.start)?;
-        parse_hhmm("rep.shift.end", &self.end)?;
+        })?;
+        for (field, v) in [
+            ("rep.shift.start", &self.start),
+            ("rep.shift.end", &self.end),
+        ] {
+            parse_hhmm(v).ok_or_else(|| Error::invalid(field, format!("{v:?} is not HH:MM")))?;
+        }
         for d in &self.days {
             parse_day(d).ok_or_else(|| {
                 Error::invalid("rep.shift.days", format!("{d:?} is not a weekday"))
@@ -103,35 +135,45 @@ impl Shift {
 
     /// Whether `now` falls inside the shift. A night shift belongs to the day it starts on.
     pub fn covers(&self, now: Timestamp) -> bool {
-        let (Ok(tz), Ok(start), Ok(end)) = (
-            self.zone(),
-            parse_hhmm("", &self.start),
-            parse_hhmm("", &self.end),
-        ) else {
-            return false;
+        let rep = Rep {
+            shift: Some(self.clone()),
+            ..Rep::new("shift", 1)
         };
-        self.covers_local(&now.to_zoned(tz), start, end)
-    }
-
-    /// `covers` for a time already in the shift's zone, with its parsed start and end minutes.
-    fn covers_local(&self, local: &jiff::Zoned, start: u32, end: u32) -> bool {
-        let minute = u32::from(local.hour() as u8) * 60 + u32::from(local.minute() as u8);
-        let day_ok = |wd: Weekday| {
-            self.days.is_empty() || self.days.iter().any(|d| parse_day(d) == Some(wd))
-        };
-        if start < end {
-            start <= minute && minute < end && day_ok(local.weekday())
-        } else {
-            (minute >= start && day_ok(local.weekday()))
-                || (minute < end && day_ok(local.weekday().previous()))
-        }
+        rep.on_shift(now)
     }
 }
 
-/// Upper bound for a rep's capacity and daily quota.
-pub const MAX_LIMIT: u32 = 1_000_000_000;
-
 impl Rep {
+    /// A rep with defaults: pool "default", no skills, active, no shift.
+    pub fn new(id: &str, capacity: u32) -> Rep {
+        Rep {
+            id: id.into(),
+            name: id.into(),
+            pool: default_pool(),
+            skills: BTreeMap::new(),
+            capacity,
+            daily_quota: None,
+            weekly_quota: None,
+            monthly_quota: None,
+            quarterly_quota: None,
+            active: true,
+            shift: None,
+            time_off: vec![],
+            return_ramp_days: 0,
+            calendar: CalendarCell::default(),
+        }
+    }
+
+    /// Quota limits in `PERIODS` order.
+    pub fn quotas(&self) -> [Option<u32>; 4] {
+        [
+            self.daily_quota,
+            self.weekly_quota,
+            self.monthly_quota,
+            self.quarterly_quota,
+        ]
+    }
+
     /// Checks every field; the error names it. Normalises skill names to lower case.
     pub fn validate(mut self) -> Result<Rep, Error> {
         validate_id("rep.id", &self.id)?;
@@ -153,11 +195,18 @@ impl Rep {
                 format!("is above {MAX_LIMIT}"),
             ));
         }
-        if self.daily_quota.is_some_and(|q| q > MAX_LIMIT) {
-            return Err(Error::invalid(
-                "rep.daily_quota",
-                format!("is above {MAX_LIMIT}"),
-            ));
+        for (field, q) in [
+            "rep.daily_quota",
+            "rep.weekly_quota",
+            "rep.monthly_quota",
+            "rep.quarterly_quota",
+        ]
+        .into_iter()
+        .zip(self.quotas())
+        {
+            if q.is_some_and(|q| q > MAX_LIMIT) {
+                return Err(Error::invalid(field, format!("is above {MAX_LIMIT}")));
+            }
         }
         if self.skills.len() > 256 {
             return Err(Error::invalid("rep.skills", "has more than 256 entries"));
@@ -180,54 +229,110 @@ impl Rep {
         if let Some(shift) = &self.shift {
             shift.validate()?;
         }
+        if self.time_off.len() > MAX_TIME_OFF {
+            return Err(Error::invalid(
+                "rep.time_off",
+                format!("has more than {MAX_TIME_OFF} ranges"),
+            ));
+        }
+        for (i, r) in self.time_off.iter().enumerate() {
+            let date = |what: &str, v: &str| {
+                parse_date(v).ok_or_else(|| {
+                    Error::invalid(
+                        format!("rep.time_off[{i}].{what}"),
+                        format!("{v:?} is not a date (YYYY-MM-DD)"),
+                    )
+                })
+            };
+            if date("from", &r.from)? > date("to", &r.to)? {
+                return Err(Error::invalid(
+                    format!("rep.time_off[{i}]"),
+                    format!("from {} is after to {}", r.from, r.to),
+                ));
+            }
+        }
+        if self.return_ramp_days > 365 {
+            return Err(Error::invalid("rep.return_ramp_days", "is above 365"));
+        }
+        self.calendar = CalendarCell::default();
         Ok(self)
+    }
+
+    /// The parsed calendar (built once per rep value; invalid parts read as "never on shift").
+    pub fn calendar(&self) -> &Calendar {
+        self.calendar.0.get_or_init(|| {
+            let zone_name = self
+                .shift
+                .as_ref()
+                .map_or_else(|| "UTC".to_string(), |s| s.timezone.clone());
+            let hours = self
+                .shift
+                .as_ref()
+                .map(|s| (parse_hhmm(&s.start), parse_hhmm(&s.end)));
+            // An unparseable zone or hours (only possible in data that skipped validation)
+            // reads as never on shift.
+            let tz = match (&self.shift, hours) {
+                (None, _) => Some(TimeZone::UTC),
+                (Some(s), Some((Some(_), Some(_)))) => TimeZone::get(&s.timezone).ok(),
+                _ => None,
+            };
+            let shift = match hours {
+                Some((Some(a), Some(b))) => Some((a, b)),
+                Some(_) => Some((0, 0)),
+                None => None,
+            };
+            let days = self.shift.as_ref().map_or(0, |s| {
+                s.days
+                    .iter()
+                    .filter_map(|d| parse_day(d))
+                    .fold(0u8, |m, d| m | (1 << d.to_monday_zero_offset() as u8))
+            });
+            let off = self
+                .time_off
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        day_number(parse_date(&r.from)?),
+                        day_number(parse_date(&r.to)?),
+                    ))
+                })
+                .collect();
+            Arc::new(Calendar {
+                tz,
+                zone_name,
+                shift,
+                days,
+                off,
+                ramp_days: self.return_ramp_days,
+            })
+        })
+    }
+
+    /// Shift, leave, periods and ramp at `now`, sharing `cache` across one ranking's reps.
+    pub fn availability(&self, now: Timestamp, cache: &mut ZoneCache) -> Availability {
+        self.calendar().at(now, cache)
     }
 
     /// Whether the rep works at `now` (no shift means always).
     pub fn on_shift(&self, now: Timestamp) -> bool {
-        self.shift.as_ref().is_none_or(|s| s.covers(now))
+        self.availability(now, &mut ZoneCache::default()).on_shift
     }
 
-    /// The quota period at `now`: the rep's local date as a day number (days since
-    /// 1970-01-01), so stores compare and pack it as an integer.
+    /// The quota periods at `now` of the rep's local date.
+    pub fn periods(&self, now: Timestamp) -> Periods {
+        self.availability(now, &mut ZoneCache::default()).periods
+    }
+
+    /// The local day number at `now` (the daily quota period).
     pub fn period(&self, now: Timestamp) -> i32 {
-        self.shift_and_period(now, &mut Vec::new()).1
+        self.periods(now)[0]
     }
 
-    /// `on_shift` and `period` together, reusing `cache` (time zone name -> local time and
-    /// day number) across the reps of one ranking: zone lookup and local date happen once per
-    /// zone, not once per rep.
-    pub fn shift_and_period(
-        &self,
-        now: Timestamp,
-        cache: &mut Vec<(String, bool, jiff::Zoned, i32)>,
-    ) -> (bool, i32) {
-        let name = self.shift.as_ref().map_or("UTC", |s| s.timezone.as_str());
-        let i = match cache.iter().position(|(n, ..)| n == name) {
-            Some(i) => i,
-            None => {
-                let (valid, tz) = match &self.shift {
-                    None => (true, TimeZone::UTC),
-                    Some(s) => match TimeZone::get(&s.timezone) {
-                        Ok(tz) => (true, tz),
-                        Err(_) => (false, TimeZone::UTC),
-                    },
-                };
-                let local = now.to_zoned(tz);
-                let date = day_number(local.date());
-                cache.push((name.to_string(), valid, local, date));
-                cache.len() - 1
-            }
-        };
-        let (_, valid, local, date) = &cache[i];
-        let on = match &self.shift {
-            None => true,
-            Some(s) => match (parse_hhmm("", &s.start), parse_hhmm("", &s.end)) {
-                (Ok(start), Ok(end)) if *valid => s.covers_local(local, start, end),
-                _ => false,
-            },
-        };
-        (on, *date)
+    /// When this rep's availability or quota periods may next change (see
+    /// `Calendar::next_change`).
+    pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
+        let midnights = self.quotas().iter().any(Option::is_some) || !self.time_off.is_empty();
+        self.calendar().next_change(now, midnights)
     }
 
     pub fn skill(&self, name: &str) -> f64 {
@@ -235,35 +340,22 @@ impl Rep {
     }
 }
 
-/// Days since 1970-01-01 (negative before).
-pub fn day_number(date: jiff::civil::Date) -> i32 {
-    let days = date
-        .duration_since(jiff::civil::date(1970, 1, 1))
-        .as_secs()
-        .div_euclid(86_400);
-    // jiff dates span years -9999..=9999, about ±4.4 million days: always fits.
-    i32::try_from(days).unwrap_or(i32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::civil::Weekday;
 
     fn rep() -> Rep {
         Rep {
-            id: "r1".into(),
             name: "Ann".into(),
             pool: "".into(),
             skills: [("Language:DE".to_string(), 1.0)].into(),
-            capacity: 3,
-            daily_quota: None,
-            active: true,
-            shift: None,
+            ..Rep::new("r1", 3)
         }
     }
 
     #[test]
-    fn shift_and_period_with_a_shared_cache_agree_with_the_plain_methods() {
+    fn availability_with_a_shared_cache_agree_with_the_plain_methods() {
         let shifted = |tz: &str, start: &str, end: &str| {
             let mut r = rep();
             r.shift = Some(Shift {
@@ -283,15 +375,16 @@ mod tests {
         ];
         for hour in [0, 3, 9, 14, 17, 18, 23] {
             let now: Timestamp = format!("2026-11-27T{hour:02}:30:00Z").parse().unwrap();
-            let mut cache = Vec::new();
+            let mut cache = ZoneCache::default();
             for r in &reps {
+                let a = r.availability(now, &mut cache);
                 assert_eq!(
-                    r.shift_and_period(now, &mut cache),
+                    (a.on_shift, a.periods[0]),
                     (r.on_shift(now), r.period(now)),
                     "{r:?} at {now}"
                 );
             }
-            assert_eq!(cache.len(), 4, "one entry per zone");
+            assert_eq!(cache.zones(), 4, "one entry per zone");
         }
     }
 
@@ -379,7 +472,9 @@ mod tests {
         });
         let t: Timestamp = "2026-11-28T03:00:00Z".parse().unwrap();
         assert_eq!(r.period(t), day_number(jiff::civil::date(2026, 11, 27)));
+        // The calendar is parsed once per rep value: a changed shift needs a fresh one.
         r.shift = None;
+        let r = r.validate().unwrap();
         assert_eq!(r.period(t), day_number(jiff::civil::date(2026, 11, 28)));
         assert_eq!(day_number(jiff::civil::date(1970, 1, 1)), 0);
         assert_eq!(day_number(jiff::civil::date(2026, 11, 28)), 20_785);
@@ -395,6 +490,34 @@ mod tests {
         for bad in ["mo", "", "xyz", "Ünï", "m\u{e9}n"] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn time_off_and_quotas_are_validated_naming_the_field() {
+        let mut r = rep();
+        r.time_off = vec![TimeOff {
+            from: "2026-12-24".into(),
+            to: "2026-12-26".into(),
+        }];
+        r.weekly_quota = Some(150);
+        let ok = r.clone().validate().unwrap();
+        assert_eq!(ok.quotas(), [None, Some(150), None, None]);
+        let mut bad = r.clone();
+        bad.time_off[0].to = "2026-12-23".into();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rep.time_off[0]"), "{e}");
+        let mut bad = r.clone();
+        bad.time_off[0].from = "24.12.2026".into();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rep.time_off[0].from"), "{e}");
+        let mut bad = r.clone();
+        bad.monthly_quota = Some(MAX_LIMIT + 1);
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rep.monthly_quota"), "{e}");
+        let mut bad = r;
+        bad.return_ramp_days = 400;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rep.return_ramp_days"), "{e}");
     }
 
     #[test]

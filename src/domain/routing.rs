@@ -3,7 +3,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::lead::Lead;
-use crate::domain::rep::Rep;
+use crate::domain::rep::{PERIODS, Periods, Rep, ZoneCache};
 
 /// A preferred attribute: a rep with skill `attribute:value` gains `weight * level`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,10 @@ pub struct RoutingPolicy {
     pub preferred: Vec<Preference>,
     /// Weight of the rep's `segment:<name>` skill in the match score.
     pub segment_weight: f64,
+    /// Store (queue) leads that no rep of their pool could ever take, instead of answering
+    /// UNROUTABLE without storing them.
+    #[serde(default)]
+    pub queue_unroutable: bool,
 }
 
 /// What one lead asks of a rep; stored with queued leads so they can be re-ranked later.
@@ -42,6 +46,7 @@ pub enum Verdict {
     Chosen,
     Inactive,
     OffShift,
+    OnLeave,
     MissingRequiredSkill,
     AtCapacity,
     OverQuota,
@@ -57,9 +62,22 @@ pub struct Candidate {
     pub rep_id: String,
     pub match_score: f64,
     pub capacity: u32,
-    pub daily_quota: Option<u32>,
-    /// The rep's current quota period (local day number, see `Rep::period`).
-    pub period: i32,
+    /// Quota limits in `rep::PERIODS` order (day, week, month, quarter).
+    pub quotas: [Option<u32>; 4],
+    /// The rep's current quota periods (see `rep::periods_of`).
+    pub periods: Periods,
+    /// Capacity share after time off, permille (1000: full); see `ramped`.
+    pub ramp_permille: u32,
+}
+
+/// Capacity while ramping back from time off: `permille` of it, rounded up, at least 1 when
+/// the full capacity is.
+pub fn ramped(capacity: u32, permille: u32) -> u32 {
+    if permille >= 1000 || capacity == 0 {
+        return capacity;
+    }
+    let v = (u64::from(capacity) * u64::from(permille)).div_ceil(1000);
+    u32::try_from(v).unwrap_or(capacity).max(1)
 }
 
 /// One line of the decision record.
@@ -119,13 +137,14 @@ impl RoutingPolicy {
     }
 }
 
-/// Filters the pool's reps (active, on shift, every required skill) and orders the rest by
-/// match score, best first. `exclude` removes one rep (the current one, when reassigning).
-pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) -> Ranking {
+/// Filters the pool's reps (active, not on leave, on shift, every required skill) and orders
+/// the rest by match score, best first. `exclude` removes reps (the current one when
+/// reassigning; those who declined or let an offer expire).
+pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: &[String]) -> Ranking {
     let mut out = Ranking::default();
-    let mut zones = Vec::new();
+    let mut zones = ZoneCache::default();
     for rep in reps.iter().filter(|r| r.pool == needs.pool) {
-        let (on_shift, period) = rep.shift_and_period(now, &mut zones);
+        let at = rep.availability(now, &mut zones);
         let match_score: f64 = needs.preferred.iter().map(|(s, w)| w * rep.skill(s)).sum();
         let reject = |verdict, detail: String| CandidateRecord {
             rep_id: rep.id.clone(),
@@ -135,13 +154,16 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) 
             load: 0,
             capacity: rep.capacity,
         };
-        if exclude == Some(rep.id.as_str()) {
+        if exclude.contains(&rep.id) {
             out.rejected
-                .push(reject(Verdict::Excluded, "current assignee".into()));
+                .push(reject(Verdict::Excluded, "excluded for this lead".into()));
         } else if !rep.active {
             out.rejected
                 .push(reject(Verdict::Inactive, "not available".into()));
-        } else if !on_shift {
+        } else if at.on_leave {
+            out.rejected
+                .push(reject(Verdict::OnLeave, "on time off".into()));
+        } else if !at.on_shift {
             out.rejected
                 .push(reject(Verdict::OffShift, "outside working hours".into()));
         } else if let Some(missing) = needs.required_skills.iter().find(|s| rep.skill(s) <= 0.0) {
@@ -153,9 +175,10 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) 
             out.candidates.push(Candidate {
                 rep_id: rep.id.clone(),
                 match_score,
-                capacity: rep.capacity,
-                daily_quota: rep.daily_quota,
-                period,
+                capacity: ramped(rep.capacity, at.ramp_permille),
+                quotas: rep.quotas(),
+                periods: at.periods,
+                ramp_permille: at.ramp_permille,
             });
         }
     }
@@ -167,12 +190,39 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: Option<&str>) 
     out
 }
 
+/// Why no rep of the pool could ever take a lead with these needs (shifts, time off,
+/// availability and load aside: those pass), or None when some rep has every required skill.
+pub fn unroutable_reason(reps: &[Rep], needs: &Needs) -> Option<String> {
+    let mut pool = reps.iter().filter(|r| r.pool == needs.pool).peekable();
+    if pool.peek().is_none() {
+        return Some(format!("pool {:?} has no reps", needs.pool));
+    }
+    if pool
+        .clone()
+        .any(|r| needs.required_skills.iter().all(|s| r.skill(s) > 0.0))
+    {
+        return None;
+    }
+    let missing = needs
+        .required_skills
+        .iter()
+        .find(|s| !pool.clone().any(|r| r.skill(s) > 0.0));
+    Some(match missing {
+        Some(s) => format!("no rep of pool {:?} has skill {s}", needs.pool),
+        None => format!(
+            "no rep of pool {:?} has all of {}",
+            needs.pool,
+            needs.required_skills.join(", ")
+        ),
+    })
+}
+
 /// A candidate's live state, read by the store at claim time.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LiveState {
     pub load: u32,
-    /// New assignments in the candidate's current period.
-    pub period_count: u32,
+    /// New assignments in each of the candidate's current periods (`rep::PERIODS` order).
+    pub counts: [u32; 4],
     /// Milliseconds since the epoch of the last assignment; None = never assigned.
     pub last_assigned_ms: Option<i64>,
 }
@@ -187,11 +237,13 @@ pub fn choose(
     candidates: &[Candidate],
     live: &[LiveState],
 ) -> (Option<usize>, Vec<CandidateRecord>) {
+    let full_period = |i: usize| {
+        (0..4).find(|&k| candidates[i].quotas[k].is_some_and(|q| live[i].counts[k] >= q))
+    };
     let room = |i: usize| -> Option<Verdict> {
-        let c = &candidates[i];
-        if live[i].load >= c.capacity {
+        if live[i].load >= candidates[i].capacity {
             Some(Verdict::AtCapacity)
-        } else if c.daily_quota.is_some_and(|q| live[i].period_count >= q) {
+        } else if full_period(i).is_some() {
             Some(Verdict::OverQuota)
         } else {
             None
@@ -229,14 +281,18 @@ pub fn choose(
                 (Some(v @ Verdict::AtCapacity), _) => {
                     (v, format!("load {} of {}", live[i].load, c.capacity))
                 }
-                (Some(v), _) => (
-                    v,
-                    format!(
-                        "{} of {} today",
-                        live[i].period_count,
-                        c.daily_quota.unwrap_or(0)
-                    ),
-                ),
+                (Some(v), _) => {
+                    let k = full_period(i).unwrap_or(0);
+                    (
+                        v,
+                        format!(
+                            "{} of {} {}",
+                            live[i].counts[k],
+                            c.quotas[k].unwrap_or(0),
+                            PERIODS[k].phrase()
+                        ),
+                    )
+                }
                 (None, Some(b)) if b == i => (Verdict::Chosen, "best match with room".into()),
                 (None, Some(b)) => {
                     let w = &candidates[b];
@@ -276,14 +332,8 @@ mod tests {
 
     fn rep(id: &str, skills: &[(&str, f64)], capacity: u32) -> Rep {
         Rep {
-            id: id.into(),
-            name: id.into(),
-            pool: "default".into(),
             skills: skills.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            capacity,
-            daily_quota: None,
-            active: true,
-            shift: None,
+            ..Rep::new(id, capacity)
         }
     }
 
@@ -297,6 +347,7 @@ mod tests {
                 weight: 1.0,
             }],
             segment_weight: 0.5,
+            queue_unroutable: false,
         }
     }
 
@@ -347,7 +398,7 @@ mod tests {
             "qualified",
             &[],
         );
-        let r = rank(&reps, &needs, now(), None);
+        let r = rank(&reps, &needs, now(), &[]);
         let ids: Vec<_> = r.candidates.iter().map(|c| c.rep_id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
         let why: Vec<_> = r
@@ -362,7 +413,7 @@ mod tests {
                 ("off", Verdict::Inactive)
             ]
         );
-        let r = rank(&reps, &needs, now(), Some("b"));
+        let r = rank(&reps, &needs, now(), &["b".to_string()]);
         assert_eq!(r.candidates.len(), 1);
         assert_eq!(r.rejected[0].verdict, Verdict::Excluded);
     }
@@ -372,8 +423,9 @@ mod tests {
             rep_id: id.into(),
             match_score: score,
             capacity,
-            daily_quota: None,
-            period: 7,
+            quotas: [None; 4],
+            periods: [7; 4],
+            ramp_permille: 1000,
         }
     }
 
@@ -414,18 +466,28 @@ mod tests {
     }
 
     #[test]
+    fn ramped_capacity_rounds_up_and_keeps_one() {
+        assert_eq!(ramped(10, 1000), 10);
+        assert_eq!(ramped(10, 500), 5);
+        assert_eq!(ramped(3, 500), 2);
+        assert_eq!(ramped(1, 500), 1);
+        assert_eq!(ramped(0, 500), 0);
+    }
+
+    #[test]
     fn quota_blocks_a_rep_with_room() {
         let mut c = cand("a", 1.0, 5);
-        c.daily_quota = Some(2);
+        c.quotas = [Some(5), Some(2), None, None];
         let (w, rec) = choose(
             &[c],
             &[LiveState {
                 load: 0,
-                period_count: 2,
+                counts: [2, 2, 2, 2],
                 last_assigned_ms: None,
             }],
         );
         assert_eq!(w, None);
         assert_eq!(rec[0].verdict, Verdict::OverQuota);
+        assert_eq!(rec[0].detail, "2 of 2 this week");
     }
 }

@@ -2,7 +2,7 @@
 use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
 use crate::domain::drift::{Distribution, DriftReport, MIN_OBSERVATIONS, PSI_ALERT};
 use crate::domain::lead::{AttrValue, Lead};
-use crate::domain::rep::{Rep, Shift};
+use crate::domain::rep::{PERIODS, Rep, Shift, TimeOff};
 use crate::domain::routing::{CandidateRecord, Verdict};
 use crate::engine::Swap;
 use crate::engine::{Decision, LoadedModel, RoutingStatus};
@@ -113,6 +113,7 @@ fn verdict(v: Verdict) -> pb::CandidateVerdict {
         Verdict::Chosen => P::Chosen,
         Verdict::Inactive => P::Inactive,
         Verdict::OffShift => P::OffShift,
+        Verdict::OnLeave => P::OnLeave,
         Verdict::MissingRequiredSkill => P::MissingRequiredSkill,
         Verdict::AtCapacity => P::AtCapacity,
         Verdict::OverQuota => P::OverQuota,
@@ -151,6 +152,7 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             RoutingStatus::Assigned(a) => (pb::RoutingStatus::Assigned, Some(assignment(a)), 0),
             RoutingStatus::Closed(a) => (pb::RoutingStatus::Closed, Some(assignment(a)), 0),
             RoutingStatus::Queued { position } => (pb::RoutingStatus::Queued, None, position),
+            RoutingStatus::Unroutable => (pb::RoutingStatus::Unroutable, None, 0),
         };
         pb::Routing {
             status: status.into(),
@@ -159,6 +161,7 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             candidates: candidates(r.candidates),
             replayed: r.replayed,
             pool: r.pool,
+            reason: r.reason,
         }
     });
     pb::DecisionRecord {
@@ -181,24 +184,24 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
     }
 }
 
+/// An optional non-negative limit, or INVALID_ARGUMENT naming `field`.
+fn limit(field: &str, v: Option<i32>) -> Result<Option<u32>, Error> {
+    v.map(|q| u32::try_from(q).map_err(|_| Error::invalid(field, format!("{q} is negative"))))
+        .transpose()
+}
+
 pub fn rep(msg: Option<pb::Rep>) -> Result<Rep, Error> {
     let r = msg.ok_or_else(|| Error::invalid("rep", "is required"))?;
     let capacity = u32::try_from(r.capacity)
         .map_err(|_| Error::invalid("rep.capacity", format!("{} is negative", r.capacity)))?;
-    let daily_quota = r
-        .daily_quota
-        .map(|q| {
-            u32::try_from(q)
-                .map_err(|_| Error::invalid("rep.daily_quota", format!("{q} is negative")))
-        })
-        .transpose()?;
     Ok(Rep {
-        id: r.id,
         name: r.name,
         pool: r.pool,
         skills: r.skills.into_iter().collect(),
-        capacity,
-        daily_quota,
+        daily_quota: limit("rep.daily_quota", r.daily_quota)?,
+        weekly_quota: limit("rep.weekly_quota", r.weekly_quota)?,
+        monthly_quota: limit("rep.monthly_quota", r.monthly_quota)?,
+        quarterly_quota: limit("rep.quarterly_quota", r.quarterly_quota)?,
         active: r.active,
         shift: r.shift.map(|s| Shift {
             timezone: s.timezone,
@@ -206,11 +209,32 @@ pub fn rep(msg: Option<pb::Rep>) -> Result<Rep, Error> {
             end: s.end,
             days: s.days,
         }),
+        time_off: r
+            .time_off
+            .into_iter()
+            .map(|t| TimeOff {
+                from: t.from,
+                to: t.to,
+            })
+            .collect(),
+        return_ramp_days: r.return_ramp_days,
+        ..Rep::new(&r.id, capacity)
     })
 }
 
 pub fn rep_status(s: RepStatus) -> pb::RepStatus {
     let r = s.rep;
+    let to_i32 = |q: Option<u32>| q.map(|q| i32::try_from(q).unwrap_or(i32::MAX));
+    let periods = PERIODS
+        .iter()
+        .zip(r.quotas())
+        .zip(s.counts)
+        .map(|((p, limit), count)| pb::PeriodCount {
+            period: p.name().into(),
+            count,
+            limit,
+        })
+        .collect();
     pb::RepStatus {
         rep: Some(pb::Rep {
             id: r.id,
@@ -218,7 +242,10 @@ pub fn rep_status(s: RepStatus) -> pb::RepStatus {
             pool: r.pool,
             skills: r.skills.into_iter().collect(),
             capacity: i32::try_from(r.capacity).unwrap_or(i32::MAX),
-            daily_quota: r.daily_quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)),
+            daily_quota: to_i32(r.daily_quota),
+            weekly_quota: to_i32(r.weekly_quota),
+            monthly_quota: to_i32(r.monthly_quota),
+            quarterly_quota: to_i32(r.quarterly_quota),
             active: r.active,
             shift: r.shift.map(|s| pb::Shift {
                 timezone: s.timezone,
@@ -226,10 +253,23 @@ pub fn rep_status(s: RepStatus) -> pb::RepStatus {
                 end: s.end,
                 days: s.days,
             }),
+            time_off: r
+                .time_off
+                .into_iter()
+                .map(|t| pb::TimeOff {
+                    from: t.from,
+                    to: t.to,
+                })
+                .collect(),
+            return_ramp_days: r.return_ramp_days,
         }),
         load: s.load,
         assigned_today: s.assigned_today,
         last_assigned_at_ms: s.last_assigned_ms.unwrap_or(0),
+        periods,
+        on_shift: s.on_shift,
+        on_leave: s.on_leave,
+        effective_capacity: s.effective_capacity,
     }
 }
 

@@ -23,7 +23,8 @@ macro_rules! store_contract_tests {
             close_is_idempotent_and_checked, loads_match_open_records, daily_quota_is_enforced,
             reassign_moves_load_or_changes_nothing, directory_round_trip, raising_capacity_drains,
             closing_a_queued_lead_withdraws_it, concurrent_claims_respect_capacity,
-            a_deleted_rep_is_never_assigned);
+            a_deleted_rep_is_never_assigned, weekly_quota_is_enforced_and_named,
+            time_off_is_on_leave_then_ramps_back, a_drain_skips_leads_no_free_rep_can_take);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -36,21 +37,15 @@ macro_rules! store_contract_tests {
     };
 }
 
+mod calendar;
+pub use calendar::*;
+
 pub fn t0() -> Timestamp {
     "2026-11-27T12:00:00Z".parse().unwrap()
 }
 
 pub fn rep(id: &str, capacity: u32) -> Rep {
-    Rep {
-        id: id.into(),
-        name: id.into(),
-        pool: "default".into(),
-        skills: Default::default(),
-        capacity,
-        daily_quota: None,
-        active: true,
-        shift: None,
-    }
+    Rep::new(id, capacity)
 }
 
 pub fn context(id: &str, probability: f64) -> LeadContext {
@@ -84,7 +79,7 @@ pub async fn try_claim(
 ) -> crate::error::Result<Claim> {
     let ctx = context(id, probability);
     let reps = store.reps().await.unwrap();
-    let candidates = routing::rank(&reps, &ctx.needs, now, None).candidates;
+    let candidates = routing::rank(&reps, &ctx.needs, now, &[]).candidates;
     store
         .claim(ClaimRequest {
             context: ctx,
@@ -94,7 +89,7 @@ pub async fn try_claim(
         .await
 }
 
-fn assigned_rep(c: &Claim) -> Option<&str> {
+pub(crate) fn assigned_rep(c: &Claim) -> Option<&str> {
     match c {
         Claim::Assigned { assignment, .. } => Some(&assignment.rep_id),
         Claim::Queued { .. } => None,
@@ -292,7 +287,7 @@ pub async fn reassign_moves_load_or_changes_nothing(store: Arc<dyn Store>) {
     let other = if first == "a" { "b" } else { "a" };
     let ctx = store.context("l").await.unwrap().unwrap();
     let reps = store.reps().await.unwrap();
-    let cands = routing::rank(&reps, &ctx.needs, t0(), Some(&first)).candidates;
+    let cands = routing::rank(&reps, &ctx.needs, t0(), std::slice::from_ref(&first)).candidates;
     let moved = store
         .reassign("l", &first, cands.clone(), t0())
         .await
@@ -310,7 +305,7 @@ pub async fn reassign_moves_load_or_changes_nothing(store: Arc<dyn Store>) {
     ));
     // Fill `first`, then try to move back: nobody has room, nothing changes.
     claim(&*store, "filler", 0.5, t0()).await;
-    let cands = routing::rank(&reps, &ctx.needs, t0(), Some(other)).candidates;
+    let cands = routing::rank(&reps, &ctx.needs, t0(), &[other.to_string()]).candidates;
     assert!(matches!(
         store.reassign("l", other, cands, t0()).await,
         Err(Error::FailedPrecondition(_))
@@ -442,7 +437,7 @@ pub async fn concurrent_claims_respect_capacity(store: Arc<dyn Store>) {
 pub async fn a_deleted_rep_is_never_assigned(store: Arc<dyn Store>) {
     store.upsert_rep(rep("old", 1), t0()).await.unwrap();
     let ctx = context("l1", 0.5);
-    let stale = routing::rank(&store.reps().await.unwrap(), &ctx.needs, t0(), None).candidates;
+    let stale = routing::rank(&store.reps().await.unwrap(), &ctx.needs, t0(), &[]).candidates;
     assert_eq!(stale.len(), 1);
     store.delete_rep("old").await.unwrap();
     store.upsert_rep(rep("new", 1), t0()).await.unwrap();

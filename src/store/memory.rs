@@ -1,6 +1,6 @@
 //! The embedded store: all routing state behind one mutex, so every operation is atomic.
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use crate::domain::assignment::{
     Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
-use crate::domain::rep::Rep;
+use crate::domain::rep::{Periods, Rep, ZoneCache};
 use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::{Error, Result};
 use crate::store::{
@@ -17,7 +17,7 @@ use crate::store::{
 };
 
 mod queue;
-use queue::BlockQueue;
+use queue::PoolQueue;
 
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -37,31 +37,46 @@ impl Default for MemoryStore {
 struct RepEntry {
     rep: Rep,
     load: u32,
-    period: i32,
-    period_count: u32,
+    /// The period each count belongs to (`rep::PERIODS` order).
+    periods: Periods,
+    counts: [u32; 4],
     last_assigned_ms: Option<i64>,
 }
 
 impl RepEntry {
-    fn live(&self, period: i32) -> LiveState {
+    fn live(&self, periods: &Periods) -> LiveState {
+        let mut counts = [0; 4];
+        for k in 0..4 {
+            if self.periods[k] == periods[k] {
+                counts[k] = self.counts[k];
+            }
+        }
         LiveState {
             load: self.load,
-            period_count: if self.period == period {
-                self.period_count
-            } else {
-                0
-            },
+            counts,
             last_assigned_ms: self.last_assigned_ms,
         }
     }
 
     fn status(&self, now: Timestamp) -> RepStatus {
-        RepStatus {
-            rep: self.rep.clone(),
-            load: self.load,
-            assigned_today: self.live(self.rep.period(now)).period_count,
-            last_assigned_ms: self.last_assigned_ms,
+        RepStatus::new(self.rep.clone(), self.live(&self.rep.periods(now)), now)
+    }
+
+    /// Whether the rep could take a lead now: active, on shift, not on leave, below its
+    /// (ramped) capacity and every quota. Skills are the caller's business.
+    fn has_room(&self, now: Timestamp, zones: &mut ZoneCache) -> bool {
+        let at = self.rep.availability(now, zones);
+        if !self.rep.active || at.on_leave || !at.on_shift {
+            return false;
         }
+        let live = self.live(&at.periods);
+        live.load < routing::ramped(self.rep.capacity, at.ramp_permille)
+            && self
+                .rep
+                .quotas()
+                .iter()
+                .zip(live.counts)
+                .all(|(q, c)| q.is_none_or(|q| c < q))
     }
 }
 
@@ -80,7 +95,7 @@ struct State {
     leads: HashMap<String, LeadEntry>,
     /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
     /// carries the lead's place.
-    queues: HashMap<String, BlockQueue<QueueKey>>,
+    queues: HashMap<String, PoolQueue<QueueKey>>,
     outcomes: VecDeque<OutcomeRecord>,
     /// Closed leads, oldest first: the ones forgotten when the store is full.
     closed: VecDeque<String>,
@@ -103,9 +118,9 @@ impl State {
         let mut live = Vec::with_capacity(candidates.len());
         for mut c in candidates {
             if let Some(e) = self.reps.get(&c.rep_id) {
-                c.capacity = e.rep.capacity;
-                c.daily_quota = e.rep.daily_quota;
-                live.push(e.live(c.period));
+                c.capacity = routing::ramped(e.rep.capacity, c.ramp_permille);
+                c.quotas = e.rep.quotas();
+                live.push(e.live(&c.periods));
                 cs.push(c);
             }
         }
@@ -128,12 +143,14 @@ impl State {
         let Some(e) = self.reps.get_mut(&c.rep_id) else {
             return (None, records);
         };
-        if e.period != c.period {
-            e.period = c.period;
-            e.period_count = 0;
+        for k in 0..4 {
+            if e.periods[k] != c.periods[k] {
+                e.periods[k] = c.periods[k];
+                e.counts[k] = 0;
+            }
+            e.counts[k] += 1;
         }
         e.load += 1;
-        e.period_count += 1;
         e.last_assigned_ms = Some(millis(now));
         let a = Assignment {
             lead_id: context.lead.id.clone(),
@@ -148,9 +165,9 @@ impl State {
         (Some(a), records)
     }
 
-    fn enqueue(&mut self, pool: &str, key: QueueKey) -> u32 {
-        let q = self.queues.entry(pool.to_string()).or_default();
-        u32::try_from(q.insert(key)).unwrap_or(u32::MAX - 1) + 1
+    fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey) -> u32 {
+        let q = self.queues.entry(ctx.needs.pool.clone()).or_default();
+        u32::try_from(q.insert(key, &ctx.needs.required_skills)).unwrap_or(u32::MAX - 1) + 1
     }
 
     /// 1-based place of `key` in its pool's queue (0 if absent).
@@ -161,9 +178,9 @@ impl State {
             .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX - 1) + 1)
     }
 
-    fn dequeue(&mut self, pool: &str, key: &QueueKey) {
-        if let Some(q) = self.queues.get_mut(pool) {
-            q.remove(key);
+    fn dequeue(&mut self, ctx: &LeadContext, key: &QueueKey) {
+        if let Some(q) = self.queues.get_mut(&ctx.needs.pool) {
+            q.remove(key, &ctx.needs.required_skills);
         }
     }
 
@@ -173,42 +190,57 @@ impl State {
         }
     }
 
-    fn pool_has_room(&self, pool: &str, now: Timestamp) -> bool {
-        self.reps.values().any(|e| {
-            e.rep.pool == pool
-                && e.rep.active
-                && e.load < e.rep.capacity
-                && e.rep
-                    .daily_quota
-                    .is_none_or(|q| e.live(e.rep.period(now)).period_count < q)
-        })
-    }
-
-    fn drain(&mut self, pool: &str, now: Timestamp) -> Vec<Assignment> {
-        let mut drained = Vec::new();
+    /// Assigns the best queued lead of `pool` that some rep with room can take, if any.
+    /// Looks at one lead per required-skill group: a group whose best lead found no room, or
+    /// whose skills no rep with room has, is added to `blocked` and skipped for the rest of
+    /// this drain (room only shrinks while a drain runs).
+    fn drain_step(
+        &mut self,
+        pool: &str,
+        now: Timestamp,
+        blocked: &mut HashSet<Vec<String>>,
+    ) -> Option<Assignment> {
         let reps = self.snapshot();
-        // Walk the queue best first; a lead nobody can take (skills) stays and we move on.
-        let mut i = 0;
-        while self.pool_has_room(pool, now) {
-            let Some(key) = self.queues.get(pool).and_then(|q| q.get(i)).cloned() else {
-                break;
-            };
+        let mut zones = ZoneCache::default();
+        let free: Vec<&Rep> = self
+            .reps
+            .values()
+            .filter(|e| e.rep.pool == pool && e.has_room(now, &mut zones))
+            .map(|e| &e.rep)
+            .collect();
+        if free.is_empty() {
+            return None;
+        }
+        let q = self.queues.get(pool)?;
+        for (group, _) in q.heads() {
+            if !free.iter().any(|r| group.iter().all(|s| r.skill(s) > 0.0)) {
+                blocked.insert(group.to_vec());
+            }
+        }
+        loop {
+            let q = self.queues.get(pool)?;
+            let (key, group) = q
+                .heads()
+                .filter(|(g, _)| !blocked.contains(*g))
+                .min_by(|a, b| a.1.cmp(b.1))
+                .map(|(g, k)| (k.clone(), g.to_vec()))?;
             let Some(LeadEntry::Queued(_, ctx)) = self.leads.get(&key.2) else {
-                i += 1;
+                // Not a queued lead any more: a stale key (cannot happen; never loop on it).
+                if let Some(q) = self.queues.get_mut(pool) {
+                    q.remove(&key, &group);
+                }
                 continue;
             };
             let ctx = ctx.clone();
-            let ranking = routing::rank(&reps, &ctx.needs, now, None);
+            let ranking = routing::rank(&reps, &ctx.needs, now, &[]);
             if let (Some(a), _) = self.book(&ctx, ranking.candidates, now) {
-                self.dequeue(pool, &key);
+                self.dequeue(&ctx, &key);
                 self.leads
                     .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
-                drained.push(a);
-            } else {
-                i += 1;
+                return Some(a);
             }
+            blocked.insert(group);
         }
-        drained
     }
 
     fn snapshot(&mut self) -> Arc<[Rep]> {
@@ -252,6 +284,17 @@ impl MemoryStore {
             state: Mutex::default(),
             max_leads: max_leads.max(1),
         }
+    }
+
+    /// Drains `pool` one lead per lock: other calls interleave with a long drain instead of
+    /// waiting for all of it.
+    fn drain_pool(&self, pool: &str, now: Timestamp) -> Vec<Assignment> {
+        let mut blocked = HashSet::new();
+        let mut drained = Vec::new();
+        while let Some(a) = self.lock().drain_step(pool, now, &mut blocked) {
+            drained.push(a);
+        }
+        drained
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -299,7 +342,7 @@ impl CapacityStore for MemoryStore {
             None => {
                 s.seq += 1;
                 let key = queue_key(req.context.probability, s.seq, &id);
-                let position = s.enqueue(&req.context.needs.pool, key.clone());
+                let position = s.enqueue(&req.context, key.clone());
                 s.leads.insert(id, LeadEntry::Queued(key, req.context));
                 Ok(Claim::Queued {
                     position,
@@ -349,7 +392,7 @@ impl CapacityStore for MemoryStore {
             },
             Some(LeadEntry::Queued(key, ctx)) => {
                 let (key, ctx) = (key.clone(), ctx.clone());
-                s.dequeue(&ctx.needs.pool, &key);
+                s.dequeue(&ctx, &key);
                 let a = Assignment {
                     lead_id: lead_id.to_string(),
                     rep_id: String::new(),
@@ -383,7 +426,8 @@ impl CapacityStore for MemoryStore {
             lead_id.to_string(),
             LeadEntry::Assigned(closed.clone(), ctx),
         );
-        let drained = s.drain(&closed.pool, now);
+        drop(s);
+        let drained = self.drain_pool(&closed.pool, now);
         Ok(Closed {
             assignment: closed,
             drained,
@@ -426,7 +470,8 @@ impl CapacityStore for MemoryStore {
             lead_id.to_string(),
             LeadEntry::Assigned(assignment.clone(), ctx),
         );
-        let drained = s.drain(&previous.pool, now);
+        drop(s);
+        let drained = self.drain_pool(&previous.pool, now);
         Ok(Reassigned {
             previous,
             assignment,
@@ -436,7 +481,7 @@ impl CapacityStore for MemoryStore {
     }
 
     async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
-        Ok(self.lock().drain(pool, now))
+        Ok(self.drain_pool(pool, now))
     }
 
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
@@ -465,20 +510,22 @@ impl RepDirectory for MemoryStore {
                 let entry = RepEntry {
                     rep: rep.clone(),
                     load: 0,
-                    period: i32::MIN,
-                    period_count: 0,
+                    periods: [i32::MIN; 4],
+                    counts: [0; 4],
                     last_assigned_ms: None,
                 };
                 s.reps.insert(rep.id.clone(), entry);
             }
         }
         s.snapshot = None;
-        let drained = s.drain(&pool, now);
-        let status = s
+        drop(s);
+        let drained = self.drain_pool(&pool, now);
+        let status = self
+            .lock()
             .reps
             .get(&rep.id)
             .map(|e| e.status(now))
-            .ok_or_else(|| Error::Internal("rep vanished".into()))?;
+            .ok_or_else(|| Error::not_found("rep", &rep.id))?;
         Ok((status, drained))
     }
 
@@ -530,12 +577,18 @@ impl RepDirectory for MemoryStore {
         e.rep.active = active;
         let pool = e.rep.pool.clone();
         s.snapshot = None;
-        let drained = if active { s.drain(&pool, now) } else { vec![] };
-        let status = s
+        drop(s);
+        let drained = if active {
+            self.drain_pool(&pool, now)
+        } else {
+            vec![]
+        };
+        let status = self
+            .lock()
             .reps
             .get(rep_id)
             .map(|e| e.status(now))
-            .ok_or_else(|| Error::Internal("rep vanished".into()))?;
+            .ok_or_else(|| Error::not_found("rep", rep_id))?;
         Ok((status, drained))
     }
 }

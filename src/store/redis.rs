@@ -133,7 +133,9 @@ impl RedisStore {
         for pool in self.pools().await? {
             let fields: Vec<Option<String>> = redis::cmd("HMGET")
                 .arg(self.pool(&pool).lead(lead_id))
-                .arg(&["state", "rep", "prob", "seg", "at", "cat", "outcome", "qm"])
+                .arg(&[
+                    "state", "rep", "prob", "seg", "at", "cat", "outcome", "qm", "grp",
+                ])
                 .query_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
@@ -172,7 +174,8 @@ impl RedisStore {
     ) -> (redis::ScriptInvocation<'_>, Listed) {
         let keys = self.pool(&ctx.needs.pool);
         let mut inv = self.claim.prepare_invoke();
-        for k in keys.claim(&ctx.lead.id) {
+        let group = keys::group_id(&ctx.needs.required_skills);
+        for k in keys.claim(&ctx.lead.id, &group) {
             inv.key(k);
         }
         inv.arg(mode)
@@ -182,9 +185,10 @@ impl RedisStore {
             .arg(&ctx.segment)
             .arg(ctx_json)
             .arg(from_rep);
+        let skills = serde_json::to_string(&ctx.needs.required_skills).unwrap_or_default();
         // One argument for all candidates: Redis and Lua pay per argument, not per byte.
         let (listed, list) = candidate_list(candidates, &self.directory.load().slots);
-        inv.arg(list);
+        inv.arg(list).arg(group).arg(skills);
         (inv, listed)
     }
 
@@ -331,10 +335,11 @@ impl CapacityStore for RedisStore {
     }
 
     async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
-        let Some((pool, _)) = self.find(lead_id).await? else {
+        let Some((pool, f)) = self.find(lead_id).await? else {
             return Err(Error::not_found("lead", lead_id));
         };
         let keys = self.pool(&pool);
+        let group = f.get(8).cloned().flatten().unwrap_or_default();
         let r: Vec<String> = self
             .close
             .key(keys.lead(lead_id))
@@ -342,6 +347,7 @@ impl CapacityStore for RedisStore {
             .key(keys.k("queue"))
             .key(keys.k("outcomes"))
             .key(keys.k("slots"))
+            .key(keys.group_queue(&group))
             .arg(outcome_str(outcome))
             .arg(millis(now))
             .arg(lead_id)

@@ -148,9 +148,8 @@ pub fn rep(id: &str, capacity: i32, skills: &[(&str, f64)]) -> pb::Rep {
         pool: "default".into(),
         skills: skills.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         capacity,
-        daily_quota: None,
         active: true,
-        shift: None,
+        ..Default::default()
     }
 }
 

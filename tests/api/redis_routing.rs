@@ -193,7 +193,7 @@ async fn acknowledged_assignments_survive_kill_9() {
                 let ctx = contract::context(&id, 0.5);
                 let reps = store.reps().await.unwrap();
                 let candidates =
-                    leadrouter::domain::routing::rank(&reps, &ctx.needs, contract::t0(), None)
+                    leadrouter::domain::routing::rank(&reps, &ctx.needs, contract::t0(), &[])
                         .candidates;
                 match store
                     .claim(leadrouter::store::ClaimRequest {
@@ -260,8 +260,10 @@ async fn a_rep_change_on_one_replica_reaches_the_other_within_a_second() {
     let server = RedisServer::start();
     let a = spawn_with(redis_settings(&server.url())).await;
     let b = spawn_with(redis_settings(&server.url())).await;
-    a.add_rep(rep("busy", 0, &[])).await;
-    // Only a German speaker may take this lead; nobody is there yet, so it waits.
+    a.add_rep(rep("busy", 0, &[("language:de", 1.0)])).await;
+    // b must know "busy" exists, or the lead is unroutable (nobody in the pool speaks German).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Only a German speaker may take this lead; the only one has no room, so it waits.
     let d = submit(&b, with(good_lead("de-1"), &[("language", s("de"))]))
         .await
         .unwrap();
@@ -555,7 +557,7 @@ async fn a_stale_replica_cannot_charge_a_reused_slot() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ctx = contract::context("l1", 0.5);
-    let stale = routing::rank(&b.reps().await.unwrap(), &ctx.needs, contract::t0(), None);
+    let stale = routing::rank(&b.reps().await.unwrap(), &ctx.needs, contract::t0(), &[]);
     a.delete_rep("old").await.unwrap();
     a.upsert_rep(contract::rep("new", 1), contract::t0())
         .await

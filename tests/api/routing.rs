@@ -197,3 +197,37 @@ async fn reassign_moves_the_lead_or_leaves_it() {
         "b"
     );
 }
+
+/// A lead that needs a skill nobody in its pool has is answered UNROUTABLE with the reason
+/// and stored nowhere; with routing.queue_unroutable it waits in the queue instead.
+#[tokio::test]
+async fn leads_no_rep_could_ever_take_are_unroutable_with_the_reason() {
+    let app = spawn_app().await;
+    app.add_rep(rep("de", 1, &[("language:de", 1.0)])).await;
+    let fr = with(good_lead("fr"), &[("language", s("fr"))]);
+    let d = submit(&app, fr.clone()).await.unwrap();
+    let r = d.routing.unwrap();
+    assert_eq!(r.status(), pb::RoutingStatus::Unroutable);
+    assert!(r.reason.contains("language:fr"), "{}", r.reason);
+    let de = r.candidates.iter().find(|c| c.rep_id == "de").unwrap();
+    assert_eq!(de.verdict(), pb::CandidateVerdict::MissingRequiredSkill);
+    assert_eq!(
+        get(&app, "fr").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    // Once someone has the skill, the same lead routes.
+    app.add_rep(rep("fr-rep", 1, &[("language:fr", 1.0)])).await;
+    let d = submit(&app, fr).await.unwrap();
+    assert_eq!(rep_of(&d), "fr-rep");
+
+    let mut settings = test_settings();
+    settings.routing.queue_unroutable = true;
+    let app = spawn_with(settings).await;
+    app.add_rep(rep("de", 1, &[("language:de", 1.0)])).await;
+    let d = submit(&app, with(good_lead("fr"), &[("language", s("fr"))]))
+        .await
+        .unwrap();
+    let r = d.routing.unwrap();
+    assert_eq!(r.status(), pb::RoutingStatus::Queued);
+    assert!(r.reason.contains("language:fr"), "{}", r.reason);
+}

@@ -5,7 +5,60 @@
 //! with 10^5 queued leads); a BTreeSet has no rank. Blocks bound the move to one block, and a
 //! rank is a sum over block lengths (n / BLOCK additions) plus a binary search.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 const BLOCK: usize = 512;
+
+/// A pool's queue: every lead in one ranked order (for places), and the same keys grouped by
+/// the skills a lead requires. All leads of a group have the same candidates, so when the
+/// group's best lead finds no rep with room, none of the group can: a drain looks at one
+/// head per group instead of walking the queue.
+#[derive(Debug)]
+pub struct PoolQueue<K> {
+    all: BlockQueue<K>,
+    groups: BTreeMap<Vec<String>, BTreeSet<K>>,
+}
+
+impl<K> Default for PoolQueue<K> {
+    fn default() -> Self {
+        PoolQueue {
+            all: BlockQueue::default(),
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> PoolQueue<K> {
+    /// Inserts `key` into the queue and its group; returns its 0-based place.
+    pub fn insert(&mut self, key: K, group: &[String]) -> usize {
+        self.groups
+            .entry(group.to_vec())
+            .or_default()
+            .insert(key.clone());
+        self.all.insert(key)
+    }
+
+    pub fn remove(&mut self, key: &K, group: &[String]) {
+        self.all.remove(key);
+        if let Some(set) = self.groups.get_mut(group) {
+            set.remove(key);
+            if set.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    pub fn position(&self, key: &K) -> Option<usize> {
+        self.all.position(key)
+    }
+
+    /// The best key of each group, with the group's required skills.
+    pub fn heads(&self) -> impl Iterator<Item = (&[String], &K)> {
+        self.groups
+            .iter()
+            .filter_map(|(g, set)| Some((g.as_slice(), set.first()?)))
+    }
+}
 
 #[derive(Debug)]
 pub struct BlockQueue<K> {
@@ -78,6 +131,7 @@ impl<K: Ord> BlockQueue<K> {
     }
 
     /// The key at 0-based place `i`.
+    #[cfg(test)]
     pub fn get(&self, mut i: usize) -> Option<&K> {
         for blk in &self.blocks {
             if i < blk.len() {

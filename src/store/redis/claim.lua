@@ -1,23 +1,28 @@
 -- Claim, drain-claim or reassign one lead, atomically, in one round trip.
 -- Every key carries the pool's hash tag, so the script touches one cluster slot.
--- KEYS: 1 lead record, 2 rep table (one string: a 32-byte record per slot, layout S:
---       capacity (-1: free slot), quota (-1: none), load, period, count, last ms (-1: never),
---       generation), 3 queue (zset: score -probability, member "<seq>:<lead id>"),
---       4 queue sequence, 5 slots (rep id -> "slot:generation"; read only to reassign)
+-- KEYS: 1 lead record, 2 rep table (one string: a LEN-byte record per slot, layout S:
+--       capacity (-1: free slot), load, last ms (-1: never), generation, then quota (-1: none),
+--       period and count for day, week, month, quarter), 3 queue (zset: score -probability,
+--       member "<seq>:<lead id>"), 4 queue sequence, 5 slots (rep id -> "slot:generation";
+--       read only to reassign), 6 the lead's group queue (same members, only leads that
+--       require the same skills), 7 groups (group id -> required skills JSON)
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
 --       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates, best
 --       match first, each: flag (1 opens a match-score group, 2 ties with the one before;
---       within a group Rust sorts by rep id), slot (2 digits), generation (3), period (the
---       rep's local day number, 3), #id, id. Digits are base 255 stored as digit + 1, so no
---       byte is NUL and one string.byte call reads a candidate's numbers: Lua pays per call
---       and per string, and those (not bytes) set the claim rate.
+--       within a group Rust sorts by rep id), slot (2 digits), generation (3), periods: day
+--       (3), week (2), month (2), quarter (2), ramp permille (2), #id, id. Digits are base 255
+--       stored as digit + 1, so no byte is NUL and one string.byte call reads a candidate's
+--       numbers: Lua pays per call and per string, and those (not bytes) set the claim rate.
+--       9 group id, 10 group's required skills JSON
 -- A lower group is read only when nobody in the higher ones has room; with distinct match
 -- scores that is usually one rep per claim. A candidate whose slot now holds another
 -- generation (the directory was stale) is not eligible.
 -- Returns strings only (Lua numbers would be truncated to integers on the way out); the last
 -- two are how many candidates were read (a prefix of the list) and either the whole table
 -- ("T" first) or the records of the candidates read, concatenated ("R" first).
-local S = '<i4i4i4i4i4di4'
+local S = '<i4i4di4i4i4i4i4i4i4i4i4i4i4i4i4'
+local LEN = 68
+local H = 18
 local mode, id, now = ARGV[1], ARGV[2], ARGV[3]
 
 local state, rep_now, qm, prob, seg
@@ -43,23 +48,41 @@ else
   end
 end
 
-local cands, pos, n = ARGV[8], 1, #ARGV[8]
 local t = redis.call('GET', KEYS[2]) or ''
+local function d2(a, b) return (a - 1) * 255 + b - 1 end
+local function d3(a, b, c) return ((a - 1) * 255 + b - 1) * 255 + c - 1 end
+-- A record's counters as they stand in the candidate's periods, and its ramped capacity.
+local function current(off, pd, pw, pm, pq, ramp)
+  local r = {struct.unpack(S, t, off)}
+  local ps = {pd, pw, pm, pq}
+  for k = 0, 3 do
+    if r[6 + 3 * k] ~= ps[k + 1] then r[7 + 3 * k] = 0 end
+    r[6 + 3 * k] = ps[k + 1]
+  end
+  local cap = r[1]
+  if ramp < 1000 and cap > 0 then cap = math.max(1, math.ceil(cap * ramp / 1000)) end
+  return r, cap
+end
+
+local cands, pos, n = ARGV[8], 1, #ARGV[8]
 local nread = 0
-local best, b_len, b_slot, b_period, b_util, b_last, b_cap, b_quota, b_load, b_count, b_gen
+local best, b_len, b_slot, b_util, b_last, b_rec
 while pos <= n and not best do
   -- One group: this candidate and the ones after it flagged 2.
   repeat
-    local _, s1, s2, g1, g2, g3, p1, p2, p3, len = string.byte(cands, pos, pos + 9)
+    local _, s1, s2, g1, g2, g3, a1, a2, a3, w1, w2, m1, m2, q1, q2, r1, r2, len =
+      string.byte(cands, pos, pos + H - 1)
     if not len then pos = n + 1 break end
-    local slot = (s1 - 1) * 255 + s2 - 1
+    local slot = d2(s1, s2)
     nread = nread + 1
-    if slot * 32 + 32 <= #t then
-      local cap, quota, load, p, count, last, gen = struct.unpack(S, t, slot * 32 + 1)
-      local period = ((p1 - 1) * 255 + p2 - 1) * 255 + p3 - 1
-      if p ~= period then count = 0 end
-      if gen == ((g1 - 1) * 255 + g2 - 1) * 255 + g3 - 1 and load < cap
-          and (quota < 0 or count < quota) then
+    if slot * LEN + LEN <= #t then
+      local r, cap = current(slot * LEN + 1, d3(a1, a2, a3), d2(w1, w2), d2(m1, m2), d2(q1, q2), d2(r1, r2))
+      local load, last, gen = r[2], r[3], r[4]
+      local ok = gen == d3(g1, g2, g3) and load < cap
+      for k = 0, 3 do
+        if ok and r[5 + 3 * k] >= 0 and r[7 + 3 * k] >= r[5 + 3 * k] then ok = false end
+      end
+      if ok then
         -- Same order as routing::choose: utilisation, then longest idle, then rep id (the
         -- list order within a group, so an exact tie keeps the earlier one).
         local util = load / math.max(cap, 1)
@@ -72,49 +95,56 @@ while pos <= n and not best do
           end
         end
         if better then
-          best, b_len, b_slot, b_util, b_last = pos, len, slot, util, last
-          b_cap, b_quota, b_load, b_gen, b_period, b_count = cap, quota, load, gen, period, count
+          best, b_len, b_slot, b_util, b_last, b_rec = pos, len, slot, util, last, r
         end
       end
     end
-    pos = pos + 10 + len
+    pos = pos + H + len
   until pos > n or string.byte(cands, pos) ~= 2
 end
 
 -- What was read, for the decision record: the whole table when that is about as short.
 local read
-if nread * 64 >= #t then
+if nread * 2 * LEN >= #t then
   read = {'T', t}
 else
   local recs, at = {}, 1
   for i = 1, nread do
-    local _, s1, s2, _g1, _g2, _g3, _p1, _p2, _p3, len = string.byte(cands, at, at + 9)
-    local off = ((s1 - 1) * 255 + s2 - 1) * 32
-    -- A slot past the end reads as a free one, so the records stay 32 bytes apart.
-    recs[i] = off + 32 <= #t and string.sub(t, off + 1, off + 32) or struct.pack(S, -1, -1, 0, 0, 0, -1, 0)
-    at = at + 10 + len
+    local _, s1, s2 = string.byte(cands, at, at + 2)
+    local len = string.byte(cands, at + H - 1)
+    local off = d2(s1, s2) * LEN
+    -- A slot past the end reads as a free one, so the records stay LEN bytes apart.
+    recs[i] = off + LEN <= #t and string.sub(t, off + 1, off + LEN)
+      or struct.pack(S, -1, 0, -1, 0, -1, 0, 0, -1, 0, 0, -1, 0, 0, -1, 0, 0)
+    at = at + H + len
   end
   read = {'R', table.concat(recs)}
 end
 if best then
-  best = string.sub(cands, best + 10, best + 9 + b_len)
+  best = string.sub(cands, best + H, best + H - 1 + b_len)
 end
 
 if best then
-  redis.call('SETRANGE', KEYS[2], b_slot * 32,
-    struct.pack(S, b_cap, b_quota, b_load + 1, b_period, b_count + 1, tonumber(now), b_gen))
+  local r = b_rec
+  r[2] = r[2] + 1
+  r[3] = tonumber(now)
+  for k = 0, 3 do r[7 + 3 * k] = r[7 + 3 * k] + 1 end
+  redis.call('SETRANGE', KEYS[2], b_slot * LEN, struct.pack(S, r[1], r[2], r[3], r[4],
+    r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16]))
   if mode == 'reassign' then
     local si = redis.call('HGET', KEYS[5], ARGV[7])
     local old = si and tonumber(string.match(si, '^(%d+):'))
-    if old and old * 32 + 32 <= #t then
-      local cap, quota, load, period, count, last, gen = struct.unpack(S, t, old * 32 + 1)
-      redis.call('SETRANGE', KEYS[2], old * 32,
-        struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last, gen))
+    if old and old * LEN + LEN <= #t then
+      local o = {struct.unpack(S, t, old * LEN + 1)}
+      o[2] = math.max(o[2] - 1, 0)
+      redis.call('SETRANGE', KEYS[2], old * LEN, struct.pack(S, o[1], o[2], o[3], o[4],
+        o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15], o[16]))
     end
     redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
   elseif mode == 'queued' then
     redis.call('ZREM', KEYS[3], qm)
-    redis.call('HDEL', KEYS[1], 'qm')
+    redis.call('ZREM', KEYS[6], qm)
+    redis.call('HDEL', KEYS[1], 'qm', 'grp')
     redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'at', now)
   else
     redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6])
@@ -126,7 +156,9 @@ if mode == 'new' then
   local seq = redis.call('INCR', KEYS[4])
   local member = string.format('%020d', seq) .. ':' .. id
   redis.call('ZADD', KEYS[3], -tonumber(prob), member)
-  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'ctx', ARGV[6])
+  redis.call('ZADD', KEYS[6], -tonumber(prob), member)
+  redis.call('HSETNX', KEYS[7], ARGV[9], ARGV[10])
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'grp', ARGV[9], 'ctx', ARGV[6])
   return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), tostring(nread), read[1], read[2]}
 end
 return {'noroom', '', tostring(nread), read[1], read[2]}

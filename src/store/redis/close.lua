@@ -1,10 +1,12 @@
 -- Close a lead: release its rep's load (never below 0), mark the record closed with its
 -- outcome, and append the outcome with the lead's context to the pool's outcome stream.
--- A queued lead is withdrawn from the queue. Closing again with the same outcome is a no-op.
+-- A queued lead is withdrawn from the queue and its group queue. Closing again with the same
+-- outcome is a no-op.
 -- KEYS: 1 lead record, 2 rep table (records of layout S, as in claim.lua), 3 queue,
---       4 outcome stream, 5 slots (rep id -> "slot:generation")
+--       4 outcome stream, 5 slots (rep id -> "slot:generation"), 6 the lead's group queue
 -- ARGV: 1 outcome, 2 now (ms), 3 lead id, 4 stream max length
-local S = '<i4i4i4i4i4di4'
+local S = '<i4i4di4i4i4i4i4i4i4i4i4i4i4i4i4'
+local LEN = 68
 local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'ctx')
 local state = rec[1]
 if not state then
@@ -21,18 +23,20 @@ if state == 'open' then
   local si = redis.call('HGET', KEYS[5], rep)
   local slot, generation = string.match(si or '', '^(%d+):(%d+)$')
   if slot then
-    local v = redis.call('GETRANGE', KEYS[2], slot * 32, slot * 32 + 31)
-    if #v == 32 then
-      local cap, quota, load, period, count, last, gen = struct.unpack(S, v)
-      if gen == tonumber(generation) then
-        redis.call('SETRANGE', KEYS[2], slot * 32,
-          struct.pack(S, cap, quota, math.max(load - 1, 0), period, count, last, gen))
+    local v = redis.call('GETRANGE', KEYS[2], slot * LEN, slot * LEN + LEN - 1)
+    if #v == LEN then
+      local o = {struct.unpack(S, v)}
+      if o[4] == tonumber(generation) then
+        o[2] = math.max(o[2] - 1, 0)
+        redis.call('SETRANGE', KEYS[2], slot * LEN, struct.pack(S, o[1], o[2], o[3], o[4],
+          o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15], o[16]))
       end
     end
   end
 else
   redis.call('ZREM', KEYS[3], rec[8])
-  redis.call('HDEL', KEYS[1], 'qm')
+  redis.call('ZREM', KEYS[6], rec[8])
+  redis.call('HDEL', KEYS[1], 'qm', 'grp')
   rep = ''
   redis.call('HSET', KEYS[1], 'at', ARGV[2])
 end

@@ -157,13 +157,8 @@ impl RedisStore {
                 .get(&id)
                 .and_then(|v| parse_slot(v))
                 .and_then(|s| RepState::in_table(&table, s));
-            let (load, assigned_today, last_assigned_ms) = RepState::live(stored, rep.period(now));
-            out.push(RepStatus {
-                load,
-                assigned_today,
-                last_assigned_ms,
-                rep,
-            });
+            let live = RepState::live(stored, &rep.periods(now));
+            out.push(RepStatus::new(rep, live, now));
         }
         out.sort_by(|a, b| a.rep.id.cmp(&b.rep.id));
         Ok(out)
@@ -213,7 +208,9 @@ impl RepDirectory for RedisStore {
             }
         }
         let json = serde_json::to_string(&rep).map_err(|e| Error::Internal(e.to_string()))?;
-        let quota = rep.daily_quota.map(|q| q.to_string()).unwrap_or_default();
+        let quotas = rep
+            .quotas()
+            .map(|q| q.map(|q| q.to_string()).unwrap_or_default());
         let active = if rep.active { "1" } else { "0" };
         self.register_pool(&rep.pool).await?;
         let _: i64 = self
@@ -228,7 +225,10 @@ impl RepDirectory for RedisStore {
                 &rep.id,
                 &json,
                 &rep.capacity.to_string(),
-                &quota,
+                &quotas[0],
+                &quotas[1],
+                &quotas[2],
+                &quotas[3],
                 active,
             ],
         )

@@ -1,10 +1,18 @@
-//! Draining a pool's queue in Redis: queued leads claimed in queue order while reps have room.
-use std::collections::HashSet;
+//! Draining a pool's queue in Redis: the best queued lead that a rep with room can take,
+//! again and again, looking at one lead per required-skill group.
+//!
+//! Every queued lead is also in its group's queue (`gq:<group id>`, the same members): all
+//! leads of a group have the same candidates, so when a group's best lead finds no room, or
+//! no rep with room has the group's skills, the rest of the group is skipped without a round
+//! trip. A drain therefore costs a few reads plus one claim per lead it assigns, however long
+//! the queue.
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use redis::AsyncCommands;
 
 use crate::domain::assignment::{Assignment, AssignmentState, LeadContext};
+use crate::domain::rep::{Rep, ZoneCache};
 use crate::domain::routing;
 use crate::error::Result;
 
@@ -13,84 +21,113 @@ use super::state::RepState;
 use super::{RedisStore, unavailable};
 
 impl RedisStore {
-    /// Assigns queued leads of `pool` in queue order while any rep might have room.
     pub(super) async fn drain_pool(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
-        const BATCH: isize = 200;
         let keys = self.pool(pool);
         let mut conn = self.conn();
         let reps = self.directory.load().reps.clone();
-        let everyone = reps.iter().filter(|r| r.pool == pool && r.active).count();
         let mut drained = Vec::new();
-        let mut offset: isize = 0;
+        // Groups skipped for the rest of this drain (room only shrinks meanwhile, apart from
+        // closes on other replicas, which drain themselves).
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut groups: Option<HashMap<String, Vec<String>>> = None;
+        let mut last_gone: Option<String> = None;
         loop {
-            let room = self.reps_with_room(pool, now).await?;
-            if room.is_empty() {
+            let free = self.reps_with_room(pool, now).await?;
+            if free.is_empty() {
                 break;
             }
-            let members: Vec<String> = conn
-                .zrange(keys.k("queue"), offset, offset + BATCH - 1)
-                .await
-                .map_err(unavailable)?;
-            if members.is_empty() {
+            let groups = match &mut groups {
+                Some(g) => g,
+                None => {
+                    let raw: HashMap<String, String> =
+                        conn.hgetall(keys.k("groups")).await.map_err(unavailable)?;
+                    groups.insert(
+                        raw.into_iter()
+                            .filter_map(|(g, j)| Some((g, serde_json::from_str(&j).ok()?)))
+                            .collect(),
+                    )
+                }
+            };
+            let open: Vec<&String> = groups
+                .iter()
+                .filter(|(g, skills)| {
+                    !blocked.contains(*g)
+                        && free
+                            .iter()
+                            .any(|r| skills.iter().all(|s: &String| r.skill(s) > 0.0))
+                })
+                .map(|(g, _)| g)
+                .collect();
+            if open.is_empty() {
                 break;
             }
             let mut pipe = redis::pipe();
-            for m in &members {
-                let id = m.split_once(':').map_or(m.as_str(), |(_, id)| id);
-                pipe.hget(keys.lead(id), "ctx");
+            for g in &open {
+                pipe.cmd("ZRANGE")
+                    .arg(keys.group_queue(g))
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES");
             }
-            let ctxs: Vec<Option<String>> =
+            let heads: Vec<Vec<(String, f64)>> =
                 pipe.query_async(&mut conn).await.map_err(unavailable)?;
-            // Leads of this batch still queued afterwards; the next batch starts past them.
-            let mut stayed: isize = 0;
-            for json in ctxs {
-                // A member without a readable record (closed meanwhile) is skipped; one that is
-                // unreadable yet queued stays, and is counted so the walk moves past it.
-                let Some(Ok(ctx)) = json.map(|j| serde_json::from_str::<LeadContext>(&j)) else {
-                    stayed += 1;
+            let mut best: Option<(f64, String, String)> = None;
+            for (g, head) in open.iter().zip(heads) {
+                let Some((member, score)) = head.into_iter().next() else {
+                    blocked.insert((*g).clone());
                     continue;
                 };
-                let ranking = routing::rank(&reps, &ctx.needs, now, None);
-                // Nobody who had room at the start of this batch can take it: no round trip.
-                // (A queue of leads that need skills the free reps lack used to cost one
-                // EVALSHA each, on every drain.)
-                if !ranking.candidates.iter().any(|c| room.contains(&c.rep_id)) {
-                    stayed += 1;
-                    continue;
-                }
-                let reply = self
-                    .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
-                    .await?;
-                if reply.kind() == "noroom" && ranking.candidates.len() == everyone {
-                    // Every rep of the pool was asked and none had room, so nobody further down
-                    // the queue fits either. Stopping also keeps a lower lead from taking
-                    // capacity that frees while we walk the queue.
-                    return Ok(drained);
-                }
-                if reply.kind() == "noroom" {
-                    stayed += 1;
-                }
-                if reply.kind() == "assigned" {
-                    drained.push(Assignment {
-                        lead_id: ctx.lead.id.clone(),
-                        rep_id: reply.head[1].clone(),
-                        pool: pool.to_string(),
-                        state: AssignmentState::Open,
-                        probability: ctx.probability,
-                        segment: ctx.segment.clone(),
-                        assigned_at_ms: num(&reply.head[2]).unwrap_or(0),
-                        closed_at_ms: None,
-                    });
+                let better = best
+                    .as_ref()
+                    .is_none_or(|(s, m, _)| score.total_cmp(s).then_with(|| member.cmp(m)).is_lt());
+                if better {
+                    best = Some((score, member, (*g).clone()));
                 }
             }
-            offset += stayed;
+            let Some((_, member, group)) = best else {
+                break;
+            };
+            let id = member.split_once(':').map_or(member.as_str(), |(_, id)| id);
+            let json: Option<String> =
+                conn.hget(keys.lead(id), "ctx").await.map_err(unavailable)?;
+            let Some(Ok(ctx)) = json.map(|j| serde_json::from_str::<LeadContext>(&j)) else {
+                // An unreadable queued lead stays queued; its group waits for the next drain.
+                tracing::error!(lead = %id, "queued lead without a readable context");
+                blocked.insert(group);
+                continue;
+            };
+            let ranking = routing::rank(&reps, &ctx.needs, now, &[]);
+            let reply = self
+                .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
+                .await?;
+            match reply.kind() {
+                "assigned" => drained.push(Assignment {
+                    lead_id: ctx.lead.id.clone(),
+                    rep_id: reply.head[1].clone(),
+                    pool: pool.to_string(),
+                    state: AssignmentState::Open,
+                    probability: ctx.probability,
+                    segment: ctx.segment.clone(),
+                    assigned_at_ms: num(&reply.head[2]).unwrap_or(0),
+                    closed_at_ms: None,
+                }),
+                // Taken or closed by another call meanwhile: the head has moved on. The same
+                // member twice would mean a queue entry without a queued record; skip it.
+                "gone" if last_gone.as_deref() != Some(member.as_str()) => {
+                    last_gone = Some(member);
+                }
+                _ => {
+                    blocked.insert(group);
+                }
+            }
         }
         Ok(drained)
     }
 
-    /// Active reps of the pool with both capacity and quota left, from one read of the
-    /// table (a cheap filter for draining; the claim script decides for real).
-    async fn reps_with_room(&self, pool: &str, now: Timestamp) -> Result<HashSet<String>> {
+    /// Reps of the pool that could take a lead now: active, on shift, not on leave, below
+    /// their (ramped) capacity and every quota, from one read of the table. A cheap filter;
+    /// the claim script decides for real.
+    async fn reps_with_room(&self, pool: &str, now: Timestamp) -> Result<Vec<Rep>> {
         let keys = self.pool(pool);
         let table: Vec<u8> = self
             .conn()
@@ -98,19 +135,28 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let dir = self.directory.load();
+        let mut zones = ZoneCache::default();
         Ok(dir
             .reps
             .iter()
             .filter(|r| r.pool == pool && r.active)
             .filter(|r| {
+                let at = r.availability(now, &mut zones);
+                if at.on_leave || !at.on_shift {
+                    return false;
+                }
                 let stored = dir
                     .slots
                     .get(&r.id)
                     .and_then(|s| RepState::in_table(&table, *s));
-                let (load, used, _) = RepState::live(stored, r.period(now));
-                load < r.capacity && r.daily_quota.is_none_or(|q| used < q)
+                let live = RepState::live(stored, &at.periods);
+                live.load < routing::ramped(r.capacity, at.ramp_permille)
+                    && r.quotas()
+                        .iter()
+                        .zip(live.counts)
+                        .all(|(q, c)| q.is_none_or(|q| c < q))
             })
-            .map(|r| r.id.clone())
+            .cloned()
             .collect())
     }
 }

@@ -12,14 +12,20 @@ impl PoolKeys {
     pub(super) fn lead(&self, id: &str) -> String {
         format!("{}:lead:{id}", self.base)
     }
+    /// The queue of leads that require the skills of group `group` (see `group_id`).
+    pub(super) fn group_queue(&self, group: &str) -> String {
+        format!("{}:gq:{group}", self.base)
+    }
     /// KEYS of claim.lua, in order.
-    pub(super) fn claim(&self, lead: &str) -> [String; 5] {
+    pub(super) fn claim(&self, lead: &str, group: &str) -> [String; 7] {
         [
             self.lead(lead),
             self.k("table"),
             self.k("queue"),
             self.k("seq"),
             self.k("slots"),
+            self.group_queue(group),
+            self.k("groups"),
         ]
     }
     /// KEYS of rep.lua, in order.
@@ -30,5 +36,34 @@ impl PoolKeys {
             self.k("active"),
             self.k("slots"),
         ]
+    }
+}
+
+/// A short stable name for a set of required skills (sorted, as `Needs` keeps them): the
+/// first 8 bytes of its SHA-256, in hex.
+pub(super) fn group_id(required_skills: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for s in required_skills {
+        h.update(s.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_ids_are_stable_and_separate_skill_sets() {
+        let g = |v: &[&str]| group_id(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(g(&["a", "b"]), g(&["a", "b"]));
+        assert_ne!(g(&["a", "b"]), g(&["ab"]));
+        assert_ne!(g(&[]), g(&[""]));
+        assert_eq!(g(&[]).len(), 16);
     }
 }

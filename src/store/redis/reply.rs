@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 
 use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
-use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
+use crate::domain::routing::{self, Candidate, CandidateRecord};
 
 use super::state::{self, RepState};
 
@@ -99,14 +99,9 @@ fn records(candidates: &[Candidate], listed: &Listed, read: &Read) -> Vec<Candid
                 .filter(|s| s.generation == generation),
         };
         let mut c = candidates[at].clone();
-        c.capacity = stored.map_or(0, |s| s.capacity);
-        c.daily_quota = stored.and_then(|s| s.quota);
-        let (load, period_count, last_assigned_ms) = RepState::live(stored, c.period);
-        states.push(LiveState {
-            load,
-            period_count,
-            last_assigned_ms,
-        });
+        c.capacity = stored.map_or(0, |s| routing::ramped(s.capacity, c.ramp_permille));
+        c.quotas = stored.map_or([None; 4], |s| s.quotas);
+        states.push(RepState::live(stored, &c.periods));
         examined.push(c);
     }
     let (winner, mut out) = routing::choose(&examined, &states);
@@ -153,7 +148,10 @@ pub(super) fn candidate_list(
             list.push(if k == 0 { 1 } else { 2 });
             state::push_digits(&mut list, slot, 2);
             state::push_digits(&mut list, generation, 3);
-            state::push_digits(&mut list, u32::try_from(c.period).unwrap_or(0), 3);
+            for (k, digits) in [3, 2, 2, 2].into_iter().enumerate() {
+                state::push_digits(&mut list, u32::try_from(c.periods[k]).unwrap_or(0), digits);
+            }
+            state::push_digits(&mut list, c.ramp_permille.min(1000), 2);
             list.push(u8::try_from(c.rep_id.len()).unwrap_or(u8::MAX));
             list.extend_from_slice(c.rep_id.as_bytes());
         }

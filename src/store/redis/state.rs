@@ -1,6 +1,7 @@
 //! A pool's rep table as the Lua scripts store it: one Redis string per pool holding a
-//! 32-byte record per slot, `struct.pack('<i4i4i4i4i4di4', capacity, quota, load, period,
-//! count, last, generation)`; the `slots` hash maps rep id -> "slot:generation".
+//! 68-byte record per slot, `struct.pack(FORMAT, capacity, load, last, generation, then
+//! quota, period, count for each of day, week, month and quarter)`; the `slots` hash maps
+//! rep id -> "slot:generation".
 //!
 //! One string, because a claim's cost is Lua and Redis work per rep it reads, not bytes: one
 //! GET and one `struct.unpack` (a single C call that yields numbers) per rep, where a hash
@@ -8,24 +9,27 @@
 //! reps, measured in Redis). A freed slot keeps its generation (capacity -1) and the next rep
 //! in it gets generation + 1, so a claim built from a stale directory cannot touch another
 //! rep's record: the script checks the generation.
+use crate::domain::rep::Periods;
+use crate::domain::routing::LiveState;
 
 /// The record layout, as Lua's `struct` library spells it. claim.lua, close.lua and rep.lua
 /// repeat it (a test checks they agree); the store contract suite on Redis reads back through
 /// `decode` what the scripts wrote.
 #[cfg(test)]
-const FORMAT: &str = "<i4i4i4i4i4di4";
-pub const LEN: usize = 32;
+const FORMAT: &str = "<i4i4di4i4i4i4i4i4i4i4i4i4i4i4i4";
+pub const LEN: usize = 68;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RepState {
     pub capacity: u32,
-    pub quota: Option<u32>,
     pub load: u32,
-    /// Quota period (local day number) that `count` belongs to.
-    pub period: i32,
-    pub count: u32,
     pub last_ms: Option<i64>,
     pub generation: u32,
+    /// Per quota period (`rep::PERIODS` order): the limit, the period the count belongs to,
+    /// and the count.
+    pub quotas: [Option<u32>; 4],
+    pub periods: Periods,
+    pub counts: [u32; 4],
 }
 
 impl RepState {
@@ -36,17 +40,24 @@ impl RepState {
         }
         let int = |i: usize| i32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let unsigned = |i: usize| u32::try_from(int(i)).ok();
-        let last = f64::from_le_bytes(b[20..28].try_into().ok()?);
-        Some(RepState {
+        let last = f64::from_le_bytes(b[8..16].try_into().ok()?);
+        let mut s = RepState {
             capacity: unsigned(0)?,
-            quota: unsigned(4),
-            load: unsigned(8).unwrap_or(0),
-            period: int(12),
-            count: unsigned(16).unwrap_or(0),
+            load: unsigned(4).unwrap_or(0),
             // Milliseconds since 1970 are exact in an f64; "never" is stored as -1.
             last_ms: (last >= 0.0).then_some(last as i64),
-            generation: unsigned(28).unwrap_or(0),
-        })
+            generation: unsigned(16).unwrap_or(0),
+            quotas: [None; 4],
+            periods: [0; 4],
+            counts: [0; 4],
+        };
+        for k in 0..4 {
+            let at = 20 + 12 * k;
+            s.quotas[k] = unsigned(at);
+            s.periods[k] = int(at + 4);
+            s.counts[k] = unsigned(at + 8).unwrap_or(0);
+        }
+        Some(s)
     }
 
     /// The record of `slot` in a pool's table, if it still belongs to `generation`.
@@ -56,15 +67,23 @@ impl RepState {
             .filter(|s| s.generation == generation)
     }
 
-    /// New assignments in `period` (0 once the period has moved on).
-    pub fn count_in(&self, period: i32) -> u32 {
-        if self.period == period { self.count } else { 0 }
-    }
-
-    /// (load, count in `period`, last assigned ms) of an optional record; no record reads as
-    /// an idle rep.
-    pub fn live(s: Option<RepState>, period: i32) -> (u32, u32, Option<i64>) {
-        s.map_or((0, 0, None), |s| (s.load, s.count_in(period), s.last_ms))
+    /// Live counters of an optional record for the current `periods` (a count whose period
+    /// has moved on reads 0); no record reads as an idle rep.
+    pub fn live(s: Option<RepState>, periods: &Periods) -> LiveState {
+        let Some(s) = s else {
+            return LiveState::default();
+        };
+        let mut counts = [0; 4];
+        for k in 0..4 {
+            if s.periods[k] == periods[k] {
+                counts[k] = s.counts[k];
+            }
+        }
+        LiveState {
+            load: s.load,
+            counts,
+            last_assigned_ms: s.last_ms,
+        }
     }
 
     #[cfg(test)]
@@ -72,12 +91,14 @@ impl RepState {
         let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         let mut out = Vec::with_capacity(LEN);
         out.extend_from_slice(&clamp(self.capacity).to_le_bytes());
-        out.extend_from_slice(&self.quota.map_or(-1, clamp).to_le_bytes());
         out.extend_from_slice(&clamp(self.load).to_le_bytes());
-        out.extend_from_slice(&self.period.to_le_bytes());
-        out.extend_from_slice(&clamp(self.count).to_le_bytes());
         out.extend_from_slice(&self.last_ms.map_or(-1.0, |m| m as f64).to_le_bytes());
         out.extend_from_slice(&clamp(self.generation).to_le_bytes());
+        for k in 0..4 {
+            out.extend_from_slice(&self.quotas[k].map_or(-1, clamp).to_le_bytes());
+            out.extend_from_slice(&self.periods[k].to_le_bytes());
+            out.extend_from_slice(&clamp(self.counts[k]).to_le_bytes());
+        }
         out
     }
 }
@@ -98,12 +119,12 @@ mod tests {
     fn sample() -> RepState {
         RepState {
             capacity: 7,
-            quota: Some(3),
             load: 2,
-            period: 20_785,
-            count: 1,
             last_ms: Some(1_795_838_400_123),
             generation: 4,
+            quotas: [Some(3), None, Some(40), None],
+            periods: [20_785, 2_969, 24_322, 8_107],
+            counts: [1, 5, 9, 11],
         }
     }
 
@@ -113,13 +134,13 @@ mod tests {
         assert_eq!(s.encode().len(), LEN);
         assert_eq!(RepState::decode(&s.encode()), Some(s));
         let fresh = RepState {
-            quota: None,
+            quotas: [None; 4],
             last_ms: None,
             ..s
         };
         assert_eq!(RepState::decode(&fresh.encode()), Some(fresh));
-        assert_eq!(s.count_in(20_785), 1);
-        assert_eq!(s.count_in(20_786), 0);
+        let live = RepState::live(Some(s), &[20_785, 2_970, 24_322, 8_107]);
+        assert_eq!(live.counts, [1, 0, 9, 11], "a new week starts at 0");
         let mut table = fresh.encode();
         table.extend(s.encode());
         assert_eq!(RepState::in_table(&table, (1, 4)), Some(s));
@@ -152,6 +173,10 @@ mod tests {
             ("rep.lua", include_str!("rep.lua")),
         ] {
             assert!(script.contains(&line), "{name} lacks {line}");
+            assert!(
+                script.contains(&format!("local LEN = {LEN}")),
+                "{name} lacks LEN"
+            );
         }
     }
 }

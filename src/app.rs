@@ -187,6 +187,7 @@ impl App {
         }
         tokio::spawn(watch_store(self.engine.clone(), health.clone()));
         tokio::spawn(reload_on_sighup(self.engine.clone()));
+        tokio::spawn(crate::scheduler::run(Arc::downgrade(&self.engine)));
         if self.settings.model.watch_ms > 0 {
             let every = Duration::from_millis(self.settings.model.watch_ms);
             tokio::spawn(watch_model_file(self.engine.clone(), every));

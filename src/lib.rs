@@ -6,6 +6,7 @@
 //! - [`store`]: the `CapacityStore`/`RepDirectory` traits, the memory backend and the contract
 //!   suite every backend passes.
 //! - [`engine`]: the pipeline validate -> score -> segment -> route, and the hot-swapped model.
+//! - [`scheduler`]: drains queues when shifts start and periods roll over, with no call.
 //! - [`grpc`]: the only module that knows protobuf; one error-to-status mapping.
 //! - [`training`]: CSV reading, the seeded split, the linfa fit, metrics and artifacts.
 //! - [`outcomes`]: recorded outcomes as a training CSV.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod loadgen;
 pub mod outcomes;
+pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod training;

@@ -47,10 +47,38 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings) -> TestApp {
+    spawn_with_clock(settings, Arc::new(friday)).await
+}
+
+/// A clock a test moves by hand.
+#[derive(Clone)]
+pub struct TestClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    pub fn at(t: &str) -> TestClock {
+        let t: jiff::Timestamp = t.parse().unwrap();
+        TestClock(Arc::new(t.as_millisecond().into()))
+    }
+
+    pub fn set(&self, t: &str) {
+        let t: jiff::Timestamp = t.parse().unwrap();
+        self.0
+            .store(t.as_millisecond(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn clock(&self) -> leadrouter::engine::Clock {
+        let ms = self.0.clone();
+        Arc::new(move || {
+            jiff::Timestamp::from_millisecond(ms.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+        })
+    }
+}
+
+pub async fn spawn_with_clock(settings: Settings, clock: leadrouter::engine::Clock) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         leadrouter::telemetry::init(&settings.log);
     }
-    let app = App::build_with_clock(settings, Arc::new(friday))
+    let app = App::build_with_clock(settings, clock)
         .await
         .expect("app builds");
     let addr = app.local_addr();

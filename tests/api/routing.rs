@@ -231,3 +231,45 @@ async fn leads_no_rep_could_ever_take_are_unroutable_with_the_reason() {
     assert_eq!(r.status(), pb::RoutingStatus::Queued);
     assert!(r.reason.contains("language:fr"), "{}", r.reason);
 }
+
+/// A lead queued at 02:00 while every rep is off shift is assigned when the shift starts at
+/// 09:00, with no call from anyone (the scheduler drains at the shift start).
+#[tokio::test]
+async fn a_lead_queued_at_night_is_assigned_when_the_shift_starts() {
+    let clock = TestClock::at("2026-11-27T02:00:00Z");
+    let app = spawn_with_clock(test_settings(), clock.clock()).await;
+    let mut ann = rep("ann", 2, &[]);
+    ann.shift = Some(pb::Shift {
+        timezone: "UTC".into(),
+        start: "09:00".into(),
+        end: "17:00".into(),
+        days: vec![],
+    });
+    app.add_rep(ann).await;
+    let d = submit(&app, good_lead("night")).await.unwrap();
+    let r = d.routing.unwrap();
+    assert_eq!(r.status(), pb::RoutingStatus::Queued);
+    let ann = r.candidates.iter().find(|c| c.rep_id == "ann").unwrap();
+    assert_eq!(ann.verdict(), pb::CandidateVerdict::OffShift);
+    // Still queued a moment before the shift.
+    clock.set("2026-11-27T08:59:00Z");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(&app, "night").await.unwrap().status(),
+        pb::RoutingStatus::Queued
+    );
+    clock.set("2026-11-27T09:00:00Z");
+    let started = std::time::Instant::now();
+    loop {
+        let g = get(&app, "night").await.unwrap();
+        if g.status() == pb::RoutingStatus::Assigned {
+            assert_eq!(g.assignment.unwrap().rep_id, "ann");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "not assigned 5 s after the shift started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -19,18 +19,21 @@ claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/claim.lua)")
 noop=$(redis-cli -s "$sock" script load "return 1")
 p='lr:{default}'
 # The pool's rep table: 20 reps in slots 0..19 (generation 1, capacity 10^9, no quota), one
-# 32-byte record each, packed with the layout the service uses (src/store/redis/state.rs).
+# 68-byte record each, packed with the layout the service uses (src/store/redis/state.rs).
+S='<i4i4di4i4i4i4i4i4i4i4i4i4i4i4i4'
 redis-cli -s "$sock" eval "for i = 0, 19 do
-  redis.call('SETRANGE', KEYS[1], i * 32, struct.pack('<i4i4i4i4i4di4', 1000000000, -1, 0, 0, 0, -1, 1))
+  redis.call('SETRANGE', KEYS[1], i * 68, struct.pack('$S', 1000000000, 0, -1, 1,
+    -1, 0, 0, -1, 0, 0, -1, 0, 0, -1, 0, 0))
 end" 1 "$p:table" >/dev/null
 # Candidates travel as one argument (format in src/store/redis/claim.lua): per rep a flag (1
 # opens a match-score group, 2 ties with the one before), slot (2 base-255 digits, each + 1),
-# generation (3), period (3: day 20785 = 2026-11-28), id length, id.
+# generation (3), periods: day (3: 20785 = 2026-11-28), ISO week (2: 2969), month (2: 24322),
+# quarter (2: 8107), ramp permille (2: 1000), id length, id.
 distinct=""   # 20 reps, distinct match scores (skill levels differ): usually one is read
 tied=""       # 20 reps, all the same match score: all 20 are read and compared
 for i in $(seq 19 -1 0); do
   id=$(printf 'rep%02d' "$i")
-  rest=$(printf '\\x01\\x%02x\\x01\\x01\\x02\\x01\\x52\\x83\\x05' $((i + 1)))
+  rest=$(printf '\\x01\\x%02x\\x01\\x01\\x02\\x01\\x52\\x83\\x0c\\xa5\\x60\\x62\\x20\\xcb\\x04\\xec\\x05' $((i + 1)))
   distinct+=$'\x01'"$(printf "$rest")$id"
   flag=$'\x02'; [ -z "$tied" ] && flag=$'\x01'
   tied+="$flag$(printf "$rest")$id"
@@ -50,12 +53,12 @@ rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
 }
 ping=$(rps ping)
 noop_rps=$(rps evalsha "$noop" 0)
-keys=(5 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots")
-claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct")
-tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied")
+keys=(7 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots" "$p:gq:g" "$p:groups")
+claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct" g '["language:en"]')
+tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied" g '["language:en"]')
 assigned=$(redis-cli -s "$sock" eval "local t, n = redis.call('GET', KEYS[1]), 0
-  for i = 0, #t / 32 - 1 do
-    local _c, _q, load = struct.unpack('<i4i4i4i4i4di4', t, i * 32 + 1)
+  for i = 0, #t / 68 - 1 do
+    local _c, load = struct.unpack('$S', t, i * 68 + 1)
     if load > 0 then n = n + 1 end
   end
   return n" 1 "$p:table")

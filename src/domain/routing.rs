@@ -227,6 +227,30 @@ pub struct LiveState {
     pub last_assigned_ms: Option<i64>,
 }
 
+impl LiveState {
+    /// Counters kept for the periods `kept`, as they stand in the `current` periods: a count
+    /// kept for a period that has moved on reads 0.
+    pub fn in_periods(
+        load: u32,
+        kept: &Periods,
+        counts: [u32; 4],
+        last_assigned_ms: Option<i64>,
+        current: &Periods,
+    ) -> LiveState {
+        let mut now = [0; 4];
+        for k in 0..4 {
+            if kept[k] == current[k] {
+                now[k] = counts[k];
+            }
+        }
+        LiveState {
+            load,
+            counts: now,
+            last_assigned_ms,
+        }
+    }
+}
+
 /// Match scores closer than this are a tie.
 pub const SCORE_EPSILON: f64 = 1e-9;
 

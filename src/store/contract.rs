@@ -77,7 +77,15 @@ pub async fn try_claim(
     probability: f64,
     now: Timestamp,
 ) -> crate::error::Result<Claim> {
-    let ctx = context(id, probability);
+    claim_context(store, context(id, probability), now).await
+}
+
+/// Ranks the store's current reps for `ctx` and claims.
+pub async fn claim_context(
+    store: &dyn Store,
+    ctx: LeadContext,
+    now: Timestamp,
+) -> crate::error::Result<Claim> {
     let reps = store.reps().await.unwrap();
     let candidates = routing::rank(&reps, &ctx.needs, now, &[]).candidates;
     store

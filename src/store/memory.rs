@@ -45,17 +45,13 @@ struct RepEntry {
 
 impl RepEntry {
     fn live(&self, periods: &Periods) -> LiveState {
-        let mut counts = [0; 4];
-        for k in 0..4 {
-            if self.periods[k] == periods[k] {
-                counts[k] = self.counts[k];
-            }
-        }
-        LiveState {
-            load: self.load,
-            counts,
-            last_assigned_ms: self.last_assigned_ms,
-        }
+        LiveState::in_periods(
+            self.load,
+            &self.periods,
+            self.counts,
+            self.last_assigned_ms,
+            periods,
+        )
     }
 
     fn status(&self, now: Timestamp) -> RepStatus {

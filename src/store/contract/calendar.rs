@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use jiff::{Timestamp, ToSpan};
 
-use super::{assigned_rep, claim, context, rep, t0};
+use super::{assigned_rep, claim, claim_context, context, rep, t0};
 use crate::domain::assignment::{LeadState, Outcome};
 use crate::domain::rep::{Shift, TimeOff};
 use crate::domain::routing::{self, Verdict};
-use crate::store::{Claim, ClaimRequest, Store};
+use crate::store::{Claim, Store};
 
 /// Claims a lead that requires `skills`, ranked as the engine would.
 async fn claim_needing(
@@ -20,16 +20,7 @@ async fn claim_needing(
 ) -> Claim {
     let mut ctx = context(id, p);
     ctx.needs.required_skills = skills.iter().map(|s| s.to_string()).collect();
-    let reps = store.reps().await.unwrap();
-    let candidates = routing::rank(&reps, &ctx.needs, now, &[]).candidates;
-    store
-        .claim(ClaimRequest {
-            context: ctx,
-            candidates,
-            now,
-        })
-        .await
-        .unwrap()
+    claim_context(store, ctx, now).await.unwrap()
 }
 
 pub async fn weekly_quota_is_enforced_and_named(store: Arc<dyn Store>) {

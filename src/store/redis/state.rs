@@ -70,20 +70,9 @@ impl RepState {
     /// Live counters of an optional record for the current `periods` (a count whose period
     /// has moved on reads 0); no record reads as an idle rep.
     pub fn live(s: Option<RepState>, periods: &Periods) -> LiveState {
-        let Some(s) = s else {
-            return LiveState::default();
-        };
-        let mut counts = [0; 4];
-        for k in 0..4 {
-            if s.periods[k] == periods[k] {
-                counts[k] = s.counts[k];
-            }
-        }
-        LiveState {
-            load: s.load,
-            counts,
-            last_assigned_ms: s.last_ms,
-        }
+        s.map_or_else(LiveState::default, |s| {
+            LiveState::in_periods(s.load, &s.periods, s.counts, s.last_ms, periods)
+        })
     }
 
     #[cfg(test)]

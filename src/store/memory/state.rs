@@ -1,0 +1,258 @@
+//! The memory store's state behind its one mutex: reps with live counters, leads, per-pool
+//! queues, and the atomic steps (book, enqueue, drain one lead, make room) the store runs.
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::domain::assignment::{Assignment, AssignmentState, LeadContext, OutcomeRecord};
+use crate::domain::rep::{Periods, Rep, ZoneCache};
+use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
+use crate::error::{Error, Result};
+use crate::store::{RepStatus, millis};
+
+use super::queue::PoolQueue;
+
+pub(super) struct RepEntry {
+    pub(super) rep: Rep,
+    pub(super) load: u32,
+    /// The period each count belongs to (`rep::PERIODS` order).
+    pub(super) periods: Periods,
+    pub(super) counts: [u32; 4],
+    pub(super) last_assigned_ms: Option<i64>,
+}
+
+impl RepEntry {
+    pub(super) fn live(&self, periods: &Periods) -> LiveState {
+        LiveState::in_periods(
+            self.load,
+            &self.periods,
+            self.counts,
+            self.last_assigned_ms,
+            periods,
+        )
+    }
+
+    pub(super) fn status(&self, now: Timestamp) -> RepStatus {
+        RepStatus::new(self.rep.clone(), self.live(&self.rep.periods(now)), now)
+    }
+
+    /// Whether the rep could take a lead now: active, on shift, not on leave, below its
+    /// (ramped) capacity and every quota. Skills are the caller's business.
+    pub(super) fn has_room(&self, now: Timestamp, zones: &mut ZoneCache) -> bool {
+        let at = self.rep.availability(now, zones);
+        if !self.rep.active || at.on_leave || !at.on_shift {
+            return false;
+        }
+        let live = self.live(&at.periods);
+        live.load < routing::ramped(self.rep.capacity, at.ramp_permille)
+            && self
+                .rep
+                .quotas()
+                .iter()
+                .zip(live.counts)
+                .all(|(q, c)| q.is_none_or(|q| c < q))
+    }
+}
+
+/// Queue order: highest probability first, then first come first served.
+pub(super) type QueueKey = (Reverse<u64>, u64, String);
+
+pub(super) enum LeadEntry {
+    Assigned(Assignment, LeadContext),
+    Queued(QueueKey, LeadContext),
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) reps: BTreeMap<String, RepEntry>,
+    pub(super) snapshot: Option<Arc<[Rep]>>,
+    pub(super) leads: HashMap<String, LeadEntry>,
+    /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
+    /// carries the lead's place.
+    pub(super) queues: HashMap<String, PoolQueue<QueueKey>>,
+    pub(super) outcomes: VecDeque<OutcomeRecord>,
+    /// Closed leads, oldest first: the ones forgotten when the store is full.
+    pub(super) closed: VecDeque<String>,
+    pub(super) seq: u64,
+}
+
+pub(super) fn queue_key(probability: f64, seq: u64, lead_id: &str) -> QueueKey {
+    // Probabilities are in [0, 1], where the bit pattern orders like the number.
+    (
+        Reverse(probability.max(0.0).to_bits()),
+        seq,
+        lead_id.to_string(),
+    )
+}
+
+impl State {
+    /// Candidates refreshed from the current directory (a rep may have changed since ranking).
+    pub(super) fn live_candidates(
+        &self,
+        candidates: Vec<Candidate>,
+    ) -> (Vec<Candidate>, Vec<LiveState>) {
+        let mut cs = Vec::with_capacity(candidates.len());
+        let mut live = Vec::with_capacity(candidates.len());
+        for mut c in candidates {
+            if let Some(e) = self.reps.get(&c.rep_id) {
+                c.capacity = routing::ramped(e.rep.capacity, c.ramp_permille);
+                c.quotas = e.rep.quotas();
+                live.push(e.live(&c.periods));
+                cs.push(c);
+            }
+        }
+        (cs, live)
+    }
+
+    /// Chooses and books a rep; None when nobody has room.
+    pub(super) fn book(
+        &mut self,
+        context: &LeadContext,
+        candidates: Vec<Candidate>,
+        now: Timestamp,
+    ) -> (Option<Assignment>, Vec<CandidateRecord>) {
+        let (cs, live) = self.live_candidates(candidates);
+        let (winner, records) = routing::choose(&cs, &live);
+        let Some(w) = winner else {
+            return (None, records);
+        };
+        let c = &cs[w];
+        let Some(e) = self.reps.get_mut(&c.rep_id) else {
+            return (None, records);
+        };
+        for k in 0..4 {
+            if e.periods[k] != c.periods[k] {
+                e.periods[k] = c.periods[k];
+                e.counts[k] = 0;
+            }
+            e.counts[k] += 1;
+        }
+        e.load += 1;
+        e.last_assigned_ms = Some(millis(now));
+        let a = Assignment {
+            lead_id: context.lead.id.clone(),
+            rep_id: c.rep_id.clone(),
+            pool: context.needs.pool.clone(),
+            state: AssignmentState::Open,
+            probability: context.probability,
+            segment: context.segment.clone(),
+            assigned_at_ms: millis(now),
+            closed_at_ms: None,
+        };
+        (Some(a), records)
+    }
+
+    pub(super) fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey) -> u32 {
+        let q = self.queues.entry(ctx.needs.pool.clone()).or_default();
+        u32::try_from(q.insert(key, &ctx.needs.required_skills)).unwrap_or(u32::MAX - 1) + 1
+    }
+
+    /// 1-based place of `key` in its pool's queue (0 if absent).
+    pub(super) fn position(&self, key: &QueueKey, pool: &str) -> u32 {
+        self.queues
+            .get(pool)
+            .and_then(|q| q.position(key))
+            .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX - 1) + 1)
+    }
+
+    pub(super) fn dequeue(&mut self, ctx: &LeadContext, key: &QueueKey) {
+        if let Some(q) = self.queues.get_mut(&ctx.needs.pool) {
+            q.remove(key, &ctx.needs.required_skills);
+        }
+    }
+
+    pub(super) fn release(&mut self, rep_id: &str) {
+        if let Some(e) = self.reps.get_mut(rep_id) {
+            e.load = e.load.saturating_sub(1);
+        }
+    }
+
+    /// Assigns the best queued lead of `pool` that some rep with room can take, if any.
+    /// Looks at one lead per required-skill group: a group whose best lead found no room, or
+    /// whose skills no rep with room has, is added to `blocked` and skipped for the rest of
+    /// this drain (room only shrinks while a drain runs).
+    pub(super) fn drain_step(
+        &mut self,
+        pool: &str,
+        now: Timestamp,
+        blocked: &mut HashSet<Vec<String>>,
+    ) -> Option<Assignment> {
+        let reps = self.snapshot();
+        let mut zones = ZoneCache::default();
+        let free: Vec<&Rep> = self
+            .reps
+            .values()
+            .filter(|e| e.rep.pool == pool && e.has_room(now, &mut zones))
+            .map(|e| &e.rep)
+            .collect();
+        if free.is_empty() {
+            return None;
+        }
+        let q = self.queues.get(pool)?;
+        for (group, _) in q.heads() {
+            if !free.iter().any(|r| group.iter().all(|s| r.skill(s) > 0.0)) {
+                blocked.insert(group.to_vec());
+            }
+        }
+        loop {
+            let q = self.queues.get(pool)?;
+            let (key, group) = q
+                .heads()
+                .filter(|(g, _)| !blocked.contains(*g))
+                .min_by(|a, b| a.1.cmp(b.1))
+                .map(|(g, k)| (k.clone(), g.to_vec()))?;
+            let Some(LeadEntry::Queued(_, ctx)) = self.leads.get(&key.2) else {
+                // Not a queued lead any more: a stale key (cannot happen; never loop on it).
+                if let Some(q) = self.queues.get_mut(pool) {
+                    q.remove(&key, &group);
+                }
+                continue;
+            };
+            let ctx = ctx.clone();
+            let ranking = routing::rank(&reps, &ctx.needs, now, &[]);
+            if let (Some(a), _) = self.book(&ctx, ranking.candidates, now) {
+                self.dequeue(&ctx, &key);
+                self.leads
+                    .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
+                return Some(a);
+            }
+            blocked.insert(group);
+        }
+    }
+
+    pub(super) fn snapshot(&mut self) -> Arc<[Rep]> {
+        if let Some(s) = &self.snapshot {
+            return s.clone();
+        }
+        let s: Arc<[Rep]> = self.reps.values().map(|e| e.rep.clone()).collect();
+        self.snapshot = Some(s.clone());
+        s
+    }
+
+    /// Makes room for one more lead: at the limit, forgets the oldest closed lead (its replay
+    /// protection ends there); with none closed, refuses.
+    pub(super) fn make_room(&mut self, max_leads: usize) -> Result<()> {
+        while self.leads.len() >= max_leads {
+            let Some(id) = self.closed.pop_front() else {
+                return Err(Error::ResourceExhausted(format!(
+                    "the memory store holds {} open or queued leads, its limit \
+                     (store.memory_max_leads); close some, or use Redis",
+                    self.leads.len()
+                )));
+            };
+            if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if !a.is_open()) {
+                self.leads.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn open_count(&self, rep_id: &str) -> usize {
+        self.leads
+            .values()
+            .filter(|l| matches!(l, LeadEntry::Assigned(a, _) if a.is_open() && a.rep_id == rep_id))
+            .count()
+    }
+}

@@ -36,6 +36,7 @@ fn request(reps: &[Rep], id: &str, p: f64, skill: &str) -> ClaimRequest {
             probability: p,
             segment: "qualified".into(),
             model_version: "bench".into(),
+            terms: Default::default(),
         },
         now: now(),
     }
@@ -159,6 +160,7 @@ fn main() {
                 cluster: false,
                 prefix: "drainbench".into(),
                 tls_ca_file: None,
+                retention: Default::default(),
             };
             let redis = RedisStore::open(config).await.unwrap() as Arc<dyn Store>;
             run("redis", redis, queued).await;

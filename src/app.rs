@@ -52,7 +52,7 @@ impl App {
 
     /// Opens the store, seeds reps, loads the model and binds the socket.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<App> {
-        let store = crate::store::open(&settings.store)
+        let store = crate::store::open(&settings.store, settings.events.retention())
             .await
             .map_err(anyhow::Error::msg)?;
         let model_path =
@@ -65,6 +65,7 @@ impl App {
             clock,
             model_path: model_path.clone(),
             gate_margin: settings.model.gate_margin,
+            sla: settings.sla.clone(),
         }));
         if !settings.reps.file.is_empty() {
             let reps = read_reps(Path::new(&settings.reps.file))?;

@@ -295,7 +295,7 @@ async fn export_to(
              LEADROUTER__STORE__URL at the shared Redis store"
         );
     }
-    let store = crate::store::open(&settings.store)
+    let store = crate::store::open(&settings.store, settings.events.retention())
         .await
         .map_err(anyhow::Error::msg)?;
     let records = store.outcomes().await?;

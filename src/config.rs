@@ -3,8 +3,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::domain::event::Retention;
 use crate::domain::routing::RoutingPolicy;
 use crate::domain::segment::SegmentRules;
+use crate::domain::terms::{self, SlaPolicy};
 
 const DEFAULTS: &str = include_str!("defaults.toml");
 
@@ -17,6 +19,27 @@ pub struct Settings {
     pub reps: RepSettings,
     pub routing: RoutingPolicy,
     pub segments: SegmentRules,
+    #[serde(default)]
+    pub sla: SlaPolicy,
+    pub events: EventSettings,
+}
+
+/// `[events]`: how long each pool's assignment event log keeps events for resuming watchers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventSettings {
+    /// Events kept per pool (at least; Redis trims in blocks).
+    pub retention: u64,
+    /// Events older than this are dropped; 0 keeps them until the count limit.
+    pub retention_age_s: u64,
+}
+
+impl EventSettings {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            count: self.retention,
+            age_ms: i64::try_from(self.retention_age_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +130,15 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&self.model.gate_margin) {
             return Err("model.gate_margin must be within [0, 1]".into());
+        }
+        terms::validate(
+            self.routing.offer_timeout_s,
+            self.routing.max_offers,
+            &self.routing.pools,
+            &self.sla,
+        )?;
+        if self.events.retention == 0 {
+            return Err("events.retention must be at least 1".into());
         }
         if self.server.stream_concurrency == 0 {
             return Err("server.stream_concurrency must be at least 1".into());

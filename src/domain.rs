@@ -1,6 +1,7 @@
 //! Pure, synchronous domain: leads, features, the logistic model, segments and rep ranking. No I/O.
 pub mod assignment;
 pub mod drift;
+pub mod event;
 pub mod features;
 pub mod gate;
 pub mod lead;
@@ -8,3 +9,4 @@ pub mod model;
 pub mod rep;
 pub mod routing;
 pub mod segment;
+pub mod terms;

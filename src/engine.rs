@@ -18,8 +18,11 @@ use crate::domain::model::{Artifact, Model, Score, cold_start_score};
 use crate::domain::rep::Rep;
 use crate::domain::routing::{self, CandidateRecord, RoutingPolicy};
 use crate::domain::segment::{SegmentMatch, SegmentRules};
+use crate::domain::terms::SlaPolicy;
 use crate::error::{Error, Result};
 use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
+
+mod after;
 
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -106,6 +109,8 @@ pub struct EngineParts {
     pub model_path: Option<PathBuf>,
     /// Largest holdout-AUC drop a reload accepts without force.
     pub gate_margin: f64,
+    /// First-touch SLA per segment.
+    pub sla: SlaPolicy,
 }
 
 pub struct Engine {
@@ -128,7 +133,7 @@ fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
             records,
             replayed,
         } => {
-            let status = if assignment.is_open() {
+            let status = if assignment.is_held() {
                 RoutingStatus::Assigned(assignment)
             } else {
                 RoutingStatus::Closed(assignment)
@@ -384,7 +389,12 @@ impl Engine {
         }
         let ranking = routing::rank(reps, &needs, now, &[]);
         let unroutable = routing::unroutable_reason(reps, &needs);
+        let terms =
+            self.parts
+                .routing
+                .terms(&needs.pool, &decision.segment.segment, &self.parts.sla);
         let context = LeadContext {
+            terms,
             lead,
             needs,
             probability: decision.score.probability,
@@ -428,6 +438,12 @@ impl Engine {
         }
         let current = match self.lookup(lead_id).await? {
             LeadState::Assigned(a) if a.is_open() => a,
+            LeadState::Assigned(a) if a.is_held() => {
+                return Err(Error::FailedPrecondition(format!(
+                    "lead {lead_id:?} is offered to {:?}; it moves on when declined or expired",
+                    a.rep_id
+                )));
+            }
             LeadState::Assigned(_) => {
                 return Err(Error::FailedPrecondition(format!(
                     "lead {lead_id:?} is closed"

@@ -17,6 +17,9 @@ pub enum Error {
     /// A bounded resource is full (the memory store's lead limit); the caller may retry later.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A resume cursor older than what the event log still keeps.
+    #[error("{0}")]
+    OutOfRange(String),
     /// A model artifact was refused; the live model keeps serving.
     #[error("model refused: {0}")]
     ModelRejected(String),

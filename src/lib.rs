@@ -24,5 +24,6 @@ pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod training;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -7,6 +7,11 @@
 //! added meanwhile (or a clock moved by a test) counts within that. On Redis several replicas
 //! may drain at once; the claim script takes a lead only while it is still queued, so none is
 //! assigned twice.
+//!
+//! Offer and SLA deadlines live in the store (a sorted set per pool on Redis), so any replica
+//! can act on them and they survive restarts. Each pass reads the due ones per pool (one
+//! range read of the head) and expires or flags them; the store checks each deadline again
+//! inside its atomic step, so two replicas never expire the same offer twice.
 use std::collections::BTreeSet;
 use std::sync::Weak;
 use std::time::Duration;
@@ -15,8 +20,8 @@ use jiff::Timestamp;
 
 use crate::engine::Engine;
 
-/// Longest single sleep.
-pub const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Longest single sleep: how late a deadline set by another replica may be acted on.
+pub const MAX_SLEEP: Duration = Duration::from_millis(250);
 
 /// Runs until the engine is dropped.
 pub async fn run(engine: Weak<Engine>) {
@@ -45,7 +50,12 @@ pub async fn run(engine: Weak<Engine>) {
                     }
                 }
                 last = Some(now);
-                reps.iter().filter_map(|r| r.next_change(now)).min()
+                let shifts = reps.iter().filter_map(|r| r.next_change(now)).min();
+                let deadline = deadlines(&e).await;
+                match (shifts, deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "scheduler cannot read the team");
@@ -58,4 +68,23 @@ pub async fn run(engine: Weak<Engine>) {
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP));
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Acts on every pool's due deadlines; returns the next one.
+async fn deadlines(e: &Engine) -> Option<Timestamp> {
+    let pools = match e.store().pools().await {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::warn!(error = %err, "scheduler cannot list pools");
+            return None;
+        }
+    };
+    let mut next: Option<i64> = None;
+    for pool in pools {
+        match e.run_deadlines(&pool).await {
+            Ok(n) => next = next.min(n).or(next).or(n),
+            Err(err) => tracing::warn!(pool, error = %err, "deadlines failed"),
+        }
+    }
+    next.and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }

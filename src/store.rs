@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::domain::assignment::{Assignment, LeadContext, LeadState, Outcome, OutcomeRecord};
+use crate::domain::event::{EventPage, Retention};
 use crate::domain::rep::{Rep, ZoneCache};
 use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::Result;
@@ -57,6 +58,73 @@ pub struct Reassigned {
     pub drained: Vec<Assignment>,
 }
 
+/// Why an offer ended without being accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Release {
+    Declined(String),
+    /// Its deadline passed (the store checks).
+    Expired,
+}
+
+/// An offer that ended: the lead is back in the queue (unless a drain took it at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    /// The rep whose offer ended.
+    pub rep_id: String,
+    pub drained: Vec<Assignment>,
+}
+
+/// What a deadline in the store is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueKind {
+    Offer,
+    Sla,
+}
+
+/// A pool's deadlines that have passed, and the next one that has not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Due {
+    pub leads: Vec<(String, DueKind)>,
+    pub next_ms: Option<i64>,
+}
+
+/// Where a listed lead stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Queued,
+    Offered,
+    Open,
+}
+
+/// A page of a rep's inbox or a pool's leads: held leads (by rep, then lead id), then the
+/// queue in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub pool: String,
+    /// Only this rep's leads (queued leads have no rep, so none are listed).
+    pub rep_id: Option<String>,
+    /// Empty for all three.
+    pub states: Vec<Listed>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListItem {
+    pub listed: Listed,
+    /// For a queued lead: no rep, and `assigned_at_ms` is when it was queued.
+    pub assignment: Assignment,
+    /// 1-based queue place; 0 for held leads.
+    pub position: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListPage {
+    pub items: Vec<ListItem>,
+    /// Whether more items follow this page.
+    pub more: bool,
+}
+
 /// A rep with its live counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepStatus {
@@ -70,6 +138,8 @@ pub struct RepStatus {
     pub on_leave: bool,
     /// Capacity after a return ramp (equal to `rep.capacity` outside one).
     pub effective_capacity: u32,
+    /// First-touch SLA breaches so far.
+    pub sla_breaches: u32,
 }
 
 impl RepStatus {
@@ -84,6 +154,7 @@ impl RepStatus {
             on_shift: at.on_shift,
             on_leave: at.on_leave,
             effective_capacity: routing::ramped(rep.capacity, at.ramp_permille),
+            sla_breaches: 0,
             rep,
         }
     }
@@ -123,6 +194,35 @@ pub trait CapacityStore: Send + Sync {
     async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>>;
     /// Every recorded outcome, oldest first.
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>>;
+
+    /// The offered rep accepts: the lead becomes open (its SLA clock starts). Accepting
+    /// again is a no-op; another rep's or an ended offer is FAILED_PRECONDITION.
+    async fn accept(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment>;
+    /// Ends an offer (declined by `rep_id`, or expired past its deadline): frees the capacity,
+    /// puts the lead back in the queue with its priority, keeps `rep_id` from being offered it
+    /// again (until `max_offers` offers ended: then the slate is clean), and drains the pool.
+    async fn release(
+        &self,
+        lead_id: &str,
+        rep_id: &str,
+        why: Release,
+        now: Timestamp,
+    ) -> Result<Released>;
+    /// Marks an open lead contacted (idempotent), stopping its SLA clock. `rep_id`, when not
+    /// empty, must hold the lead.
+    async fn contacted(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment>;
+    /// Flags an open lead whose SLA deadline has passed uncontacted and counts it against the
+    /// rep; None when it is not (or no longer) due.
+    async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>>;
+    /// Deadlines of `pool` at or before `now` (at most `limit`) and the next later one.
+    async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due>;
+    /// A pool's events after cursor `after`, at most `limit`.
+    async fn events_after(&self, pool: &str, after: u64, limit: usize) -> Result<EventPage>;
+    /// Pools that have (or had) leads or reps.
+    async fn pools(&self) -> Result<Vec<String>>;
+    /// Ticks after every local write; watchers wait on it (and poll for other replicas').
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    async fn list(&self, q: &ListQuery) -> Result<ListPage>;
     /// Answers Ok while the backend is reachable.
     async fn ping(&self) -> Result<()> {
         Ok(())
@@ -154,12 +254,15 @@ impl<T: CapacityStore + RepDirectory> Store for T {}
 
 /// Opens the store the settings name: `memory://`, or Redis (`redis://`, `redis+unix://`,
 /// `unix://`; with `store.cluster`, a comma-separated list of seed nodes).
-pub async fn open(settings: &crate::config::StoreSettings) -> Result<Arc<dyn Store>, String> {
+pub async fn open(
+    settings: &crate::config::StoreSettings,
+    retention: Retention,
+) -> Result<Arc<dyn Store>, String> {
     let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => Ok(Arc::new(memory::MemoryStore::with_max_leads(
-            settings.memory_max_leads,
-        ))),
+        Some("memory") => Ok(Arc::new(
+            memory::MemoryStore::with_max_leads(settings.memory_max_leads).retain(retention),
+        )),
         Some("redis" | "redis+unix" | "unix" | "rediss") => {
             let config = redis::RedisConfig {
                 urls: url
@@ -172,6 +275,7 @@ pub async fn open(settings: &crate::config::StoreSettings) -> Result<Arc<dyn Sto
                 tls_ca_file: Some(settings.tls_ca_file.trim())
                     .filter(|f| !f.is_empty())
                     .map(Into::into),
+                retention,
             };
             Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
         }

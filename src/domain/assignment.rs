@@ -24,13 +24,18 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum AssignmentState {
+    /// The rep works the lead.
+    #[default]
     Open,
+    /// Offer mode: the rep holds the lead (and its capacity) until it accepts, declines or
+    /// the offer expires.
+    Offered,
     Closed(Outcome),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Assignment {
     pub lead_id: String,
     /// Empty when a queued lead was closed before any rep took it.
@@ -41,12 +46,47 @@ pub struct Assignment {
     pub segment: String,
     pub assigned_at_ms: i64,
     pub closed_at_ms: Option<i64>,
+    /// When the offer expires (offered) or the first-touch SLA runs out (open, not contacted).
+    pub deadline_ms: Option<i64>,
+    /// When the rep marked the lead contacted.
+    pub contacted_at_ms: Option<i64>,
+    /// The first-touch SLA ran out before the lead was contacted.
+    pub sla_breached: bool,
 }
 
 impl Assignment {
+    /// Worked by its rep (accepted, or assigned directly).
     pub fn is_open(&self) -> bool {
         self.state == AssignmentState::Open
     }
+
+    /// Holds its rep's capacity: open or offered.
+    pub fn is_held(&self) -> bool {
+        !self.is_closed()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, AssignmentState::Closed(_))
+    }
+}
+
+/// What happens after a lead reaches a rep, fixed when the lead is routed (so a queued lead
+/// keeps the terms of its arrival): offer mode and first-touch SLA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Terms {
+    /// Offer mode: the rep must accept within this many ms; 0 assigns directly.
+    #[serde(default)]
+    pub offer_ms: i64,
+    /// Offers made (declined or expired) before the lead waits in the queue again with a
+    /// clean slate.
+    #[serde(default)]
+    pub max_offers: u32,
+    /// The rep must mark the lead contacted within this many ms of taking it; 0: no SLA.
+    #[serde(default)]
+    pub sla_ms: i64,
+    /// On an SLA breach move the lead to the next best rep (else only flag it).
+    #[serde(default)]
+    pub sla_reassign: bool,
 }
 
 /// What the store keeps about a lead besides its assignment: enough to re-rank it and to turn
@@ -58,6 +98,8 @@ pub struct LeadContext {
     pub probability: f64,
     pub segment: String,
     pub model_version: String,
+    #[serde(default)]
+    pub terms: Terms,
 }
 
 /// Where a lead stands.

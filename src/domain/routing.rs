@@ -1,9 +1,13 @@
 //! Rep ranking: what a lead needs, which reps qualify, and how the winner is chosen.
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::assignment::Terms;
 use crate::domain::lead::Lead;
 use crate::domain::rep::{PERIODS, Periods, Rep, ZoneCache};
+use crate::domain::terms::{self, Mode, PoolTerms, SlaPolicy};
 
 /// A preferred attribute: a rep with skill `attribute:value` gains `weight * level`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +33,40 @@ pub struct RoutingPolicy {
     /// UNROUTABLE without storing them.
     #[serde(default)]
     pub queue_unroutable: bool,
+    /// "direct" or "offer" for every pool without its own `pools.<name>.mode`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Offer mode: seconds a rep has to accept.
+    #[serde(default = "default_offer_timeout")]
+    pub offer_timeout_s: f64,
+    /// Offer mode: declined or expired offers before the lead waits in the queue again.
+    #[serde(default = "default_max_offers")]
+    pub max_offers: u32,
+    /// Per-pool overrides of the three above.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolTerms>,
+}
+
+fn default_offer_timeout() -> f64 {
+    terms::DEFAULT_OFFER_TIMEOUT_S
+}
+
+fn default_max_offers() -> u32 {
+    terms::DEFAULT_MAX_OFFERS
+}
+
+impl RoutingPolicy {
+    /// The terms of a lead routed to `pool` in `segment`.
+    pub fn terms(&self, pool: &str, segment: &str, sla: &SlaPolicy) -> Terms {
+        terms::terms(
+            self.mode,
+            self.offer_timeout_s,
+            self.max_offers,
+            self.pools.get(pool),
+            sla,
+            segment,
+        )
+    }
 }
 
 /// What one lead asks of a rep; stored with queued leads so they can be re-ranked later.
@@ -135,6 +173,27 @@ impl RoutingPolicy {
             preferred,
         }
     }
+}
+
+/// Ranks a lead some reps declined or let expire: they are left out, unless that would leave
+/// nobody in the pool who could ever take it (then the slate is clean).
+pub fn rank_after_offers(
+    reps: &[Rep],
+    needs: &Needs,
+    now: Timestamp,
+    excluded: &[String],
+) -> Ranking {
+    if !excluded.is_empty() {
+        let others: Vec<Rep> = reps
+            .iter()
+            .filter(|r| !excluded.contains(&r.id))
+            .cloned()
+            .collect();
+        if unroutable_reason(&others, needs).is_some() {
+            return rank(reps, needs, now, &[]);
+        }
+    }
+    rank(reps, needs, now, excluded)
 }
 
 /// Filters the pool's reps (active, not on leave, on shift, every required skill) and orders
@@ -372,6 +431,10 @@ mod tests {
             }],
             segment_weight: 0.5,
             queue_unroutable: false,
+            mode: Mode::Direct,
+            offer_timeout_s: 120.0,
+            max_offers: 3,
+            pools: BTreeMap::new(),
         }
     }
 

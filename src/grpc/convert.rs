@@ -1,6 +1,7 @@
 //! Conversions between protobuf messages and domain types; validation of wire-only details.
 use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
 use crate::domain::drift::{Distribution, DriftReport, MIN_OBSERVATIONS, PSI_ALERT};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::lead::{AttrValue, Lead};
 use crate::domain::rep::{PERIODS, Rep, Shift, TimeOff};
 use crate::domain::routing::{CandidateRecord, Verdict};
@@ -8,7 +9,7 @@ use crate::engine::Swap;
 use crate::engine::{Decision, LoadedModel, RoutingStatus};
 use crate::error::Error;
 use crate::grpc::pb;
-use crate::store::RepStatus;
+use crate::store::{ListItem, Listed, RepStatus};
 
 pub fn lead(msg: Option<pb::Lead>) -> Result<Lead, Error> {
     let msg = msg.ok_or_else(|| Error::invalid("lead", "is required"))?;
@@ -88,6 +89,7 @@ fn outcome_pb(o: Outcome) -> pb::Outcome {
 pub fn assignment(a: Assignment) -> pb::Assignment {
     let (state, outcome) = match a.state {
         AssignmentState::Open => (pb::AssignmentState::Open, pb::Outcome::Unspecified),
+        AssignmentState::Offered => (pb::AssignmentState::Offered, pb::Outcome::Unspecified),
         AssignmentState::Closed(o) => (pb::AssignmentState::Closed, outcome_pb(o)),
     };
     pb::Assignment {
@@ -100,6 +102,9 @@ pub fn assignment(a: Assignment) -> pb::Assignment {
         segment: a.segment,
         assigned_at_ms: a.assigned_at_ms,
         closed_at_ms: a.closed_at_ms.unwrap_or(0),
+        deadline_ms: a.deadline_ms.unwrap_or(0),
+        contacted_at_ms: a.contacted_at_ms.unwrap_or(0),
+        sla_breached: a.sla_breached,
     }
 }
 
@@ -270,6 +275,7 @@ pub fn rep_status(s: RepStatus) -> pb::RepStatus {
         on_shift: s.on_shift,
         on_leave: s.on_leave,
         effective_capacity: s.effective_capacity,
+        sla_breaches: s.sla_breaches,
     }
 }
 
@@ -370,6 +376,62 @@ pub fn model_health(m: Option<&LoadedModel>, report: Option<&DriftReport>) -> pb
             .map(|r| r.features.iter().map(drift).collect())
             .unwrap_or_default(),
         score: report.map(|r| drift(&r.score)),
+    }
+}
+
+pub fn event_kind(k: EventKind) -> pb::AssignmentEventKind {
+    use pb::AssignmentEventKind as P;
+    match k {
+        EventKind::Assigned => P::Assigned,
+        EventKind::Queued => P::Queued,
+        EventKind::Offered => P::Offered,
+        EventKind::Accepted => P::Accepted,
+        EventKind::Declined => P::Declined,
+        EventKind::Expired => P::Expired,
+        EventKind::Reassigned => P::Reassigned,
+        EventKind::Closed => P::Closed,
+        EventKind::SlaBreached => P::SlaBreached,
+        EventKind::Contacted => P::Contacted,
+    }
+}
+
+pub fn event(e: Event) -> pb::AssignmentEvent {
+    pb::AssignmentEvent {
+        cursor: e.cursor,
+        pool: e.pool,
+        kind: event_kind(e.kind).into(),
+        lead_id: e.lead_id,
+        rep_id: e.rep_id,
+        assignment: e.assignment.map(assignment),
+        reason: e.reason,
+        at_ms: e.at_ms,
+    }
+}
+
+/// List states from the request (UNSPECIFIED and unknown values are refused).
+pub fn list_states(states: &[i32]) -> Result<Vec<Listed>, Error> {
+    states
+        .iter()
+        .map(|s| match pb::ListState::try_from(*s) {
+            Ok(pb::ListState::Queued) => Ok(Listed::Queued),
+            Ok(pb::ListState::Offered) => Ok(Listed::Offered),
+            Ok(pb::ListState::Open) => Ok(Listed::Open),
+            _ => Err(Error::invalid("states", format!("{s} is not a list state"))),
+        })
+        .collect()
+}
+
+pub fn listed(item: ListItem, now_ms: i64) -> pb::ListedAssignment {
+    let state = match item.listed {
+        Listed::Queued => pb::ListState::Queued,
+        Listed::Offered => pb::ListState::Offered,
+        Listed::Open => pb::ListState::Open,
+    };
+    pb::ListedAssignment {
+        state: state.into(),
+        waiting_ms: (now_ms - item.assignment.assigned_at_ms).max(0),
+        queue_position: item.position,
+        assignment: Some(assignment(item.assignment)),
     }
 }
 

@@ -1,11 +1,16 @@
 //! RoutingService: CRMs assign, read, close and move assignments.
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::domain::assignment::LeadState;
+use crate::domain::lead::validate_id;
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::grpc::{convert, pb};
 
 pub struct RoutingApi {
@@ -22,8 +27,134 @@ fn span(method: &'static str, lead_id: &str) -> tracing::Span {
     tracing::info_span!("rpc", method, lead_id = %lead_id)
 }
 
+/// ListAssignments pages hold at most this many items.
+const MAX_PAGE: u32 = 1000;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AssignmentEvent, Status>> + Send>>;
+
+fn watch_filter(msg: pb::WatchAssignmentsRequest) -> Result<crate::watch::Filter, Error> {
+    for (i, p) in msg.pools.iter().enumerate() {
+        validate_id(&format!("pools[{i}]"), p)?;
+    }
+    for (i, r) in msg.rep_ids.iter().enumerate() {
+        validate_id(&format!("rep_ids[{i}]"), r)?;
+    }
+    for p in msg.after.keys() {
+        validate_id(&format!("after[{p}]"), p)?;
+    }
+    Ok(crate::watch::Filter {
+        pools: msg.pools,
+        reps: msg.rep_ids,
+        after: msg.after.into_iter().collect(),
+    })
+}
+
 #[tonic::async_trait]
 impl pb::routing_service_server::RoutingService for RoutingApi {
+    type WatchAssignmentsStream = EventStream;
+
+    async fn watch_assignments(
+        &self,
+        req: Request<pb::WatchAssignmentsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let filter = watch_filter(req.into_inner())?;
+        let rx = crate::watch::watch(self.engine.store().clone(), filter);
+        let stream = ReceiverStream::new(rx).map(|r| r.map(convert::event).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_assignments(
+        &self,
+        req: Request<pb::ListAssignmentsRequest>,
+    ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
+        let msg = req.into_inner();
+        let states = convert::list_states(&msg.states)?;
+        if msg.page_size > MAX_PAGE {
+            return Err(Error::invalid("page_size", format!("is above {MAX_PAGE}")).into());
+        }
+        let limit = if msg.page_size == 0 {
+            100
+        } else {
+            msg.page_size
+        } as usize;
+        let offset: usize = if msg.page_token.is_empty() {
+            0
+        } else {
+            msg.page_token
+                .parse()
+                .map_err(|_| Error::invalid("page_token", "is not a token this server gave"))?
+        };
+        let page = self
+            .engine
+            .list(&msg.pool, &msg.rep_id, states, offset, limit)
+            .await?;
+        let now = self.engine.now().as_millisecond();
+        let next = if page.more {
+            (offset + page.items.len()).to_string()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAssignmentsResponse {
+            assignments: page
+                .items
+                .into_iter()
+                .map(|i| convert::listed(i, now))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn accept_lead(
+        &self,
+        req: Request<pb::AcceptLeadRequest>,
+    ) -> Result<Response<pb::AcceptLeadResponse>, Status> {
+        let msg = req.into_inner();
+        async {
+            let a = self.engine.accept(&msg.lead_id, &msg.rep_id).await?;
+            Ok(Response::new(pb::AcceptLeadResponse {
+                assignment: Some(convert::assignment(a)),
+            }))
+        }
+        .instrument(span("AcceptLead", &msg.lead_id))
+        .await
+    }
+
+    async fn decline_lead(
+        &self,
+        req: Request<pb::DeclineLeadRequest>,
+    ) -> Result<Response<pb::DeclineLeadResponse>, Status> {
+        let msg = req.into_inner();
+        async {
+            let r = self
+                .engine
+                .decline(&msg.lead_id, &msg.rep_id, &msg.reason)
+                .await?;
+            Ok(Response::new(pb::DeclineLeadResponse {
+                drained: convert::assignments(r.drained),
+            }))
+        }
+        .instrument(span("DeclineLead", &msg.lead_id))
+        .await
+    }
+
+    async fn mark_contacted(
+        &self,
+        req: Request<pb::MarkContactedRequest>,
+    ) -> Result<Response<pb::MarkContactedResponse>, Status> {
+        let msg = req.into_inner();
+        async {
+            let a = self
+                .engine
+                .mark_contacted(&msg.lead_id, &msg.rep_id)
+                .await?;
+            Ok(Response::new(pb::MarkContactedResponse {
+                assignment: Some(convert::assignment(a)),
+            }))
+        }
+        .instrument(span("MarkContacted", &msg.lead_id))
+        .await
+    }
+
     async fn assign_lead(
         &self,
         req: Request<pb::AssignLeadRequest>,
@@ -49,7 +180,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         async {
             let resp = match self.engine.lookup(&msg.lead_id).await? {
                 LeadState::Assigned(a) => pb::GetAssignmentResponse {
-                    status: if a.is_open() {
+                    status: if !a.is_closed() {
                         pb::RoutingStatus::Assigned
                     } else {
                         pb::RoutingStatus::Closed

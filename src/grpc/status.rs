@@ -8,6 +8,7 @@ pub fn code(e: &Error) -> Code {
         Error::InvalidArgument { .. } => Code::InvalidArgument,
         Error::NotFound { .. } => Code::NotFound,
         Error::FailedPrecondition(_) | Error::ModelRejected(_) => Code::FailedPrecondition,
+        Error::OutOfRange(_) => Code::OutOfRange,
         Error::Unavailable(_) => Code::Unavailable,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Internal(_) => Code::Internal,

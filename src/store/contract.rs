@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jiff::{Timestamp, ToSpan};
 
-use crate::domain::assignment::{AssignmentState, LeadContext, LeadState, Outcome};
+use crate::domain::assignment::{AssignmentState, LeadContext, LeadState, Outcome, Terms};
 use crate::domain::lead::Lead;
 use crate::domain::rep::Rep;
 use crate::domain::routing::{self, Needs};
@@ -24,7 +24,10 @@ macro_rules! store_contract_tests {
             reassign_moves_load_or_changes_nothing, directory_round_trip, raising_capacity_drains,
             closing_a_queued_lead_withdraws_it, concurrent_claims_respect_capacity,
             a_deleted_rep_is_never_assigned, weekly_quota_is_enforced_and_named,
-            time_off_is_on_leave_then_ramps_back, a_drain_skips_leads_no_free_rep_can_take);
+            time_off_is_on_leave_then_ramps_back, a_drain_skips_leads_no_free_rep_can_take,
+            offers_expire_and_move_on, declined_offers_skip_those_reps_until_max_offers,
+            contacted_stops_the_sla_and_breaches_are_counted,
+            events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -38,7 +41,9 @@ macro_rules! store_contract_tests {
 }
 
 mod calendar;
+mod offers;
 pub use calendar::*;
+pub use offers::*;
 
 pub fn t0() -> Timestamp {
     "2026-11-27T12:00:00Z".parse().unwrap()
@@ -62,6 +67,7 @@ pub fn context(id: &str, probability: f64) -> LeadContext {
         probability,
         segment: "qualified".into(),
         model_version: "test".into(),
+        terms: Terms::default(),
     }
 }
 

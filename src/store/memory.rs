@@ -8,21 +8,27 @@ use jiff::Timestamp;
 use crate::domain::assignment::{
     Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
+use crate::domain::event::{EventKind, EventPage, Retention};
 use crate::domain::rep::Rep;
 use crate::domain::routing::Candidate;
 use crate::error::{Error, Result};
 use crate::store::{
-    CapacityStore, Claim, ClaimRequest, Closed, Reassigned, RepDirectory, RepStatus, millis,
+    CapacityStore, Claim, ClaimRequest, Closed, Due, ListPage, ListQuery, Reassigned, Release,
+    Released, RepDirectory, RepStatus, millis,
 };
 
+mod log;
+mod offers;
 mod queue;
 mod state;
-use state::{LeadEntry, RepEntry, State, queue_key};
+use state::{LeadEntry, RepEntry, State, booked_kind, queue_key};
 
 pub struct MemoryStore {
     state: Mutex<State>,
     /// Leads held at most; see `config::StoreSettings::memory_max_leads`.
     max_leads: usize,
+    /// Ticks after each write, for watchers.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The limit when none is configured (as in `defaults.toml`).
@@ -39,7 +45,18 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::default(),
             max_leads: max_leads.max(1),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Keeps events per pool as `retention` says.
+    pub fn retain(self, retention: Retention) -> MemoryStore {
+        self.lock().retention = retention;
+        self
+    }
+
+    fn tick(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Drains `pool` one lead per lock: other calls interleave with a long drain instead of
@@ -50,6 +67,7 @@ impl MemoryStore {
         while let Some(a) = self.lock().drain_step(pool, now, &mut blocked) {
             drained.push(a);
         }
+        self.tick();
         drained
     }
 
@@ -84,29 +102,34 @@ impl CapacityStore for MemoryStore {
             None => {}
         }
         s.make_room(self.max_leads)?;
-        let (assigned, records) = s.book(&req.context, req.candidates, req.now);
-        match assigned {
+        let (assigned, records) = s.book(&req.context, req.candidates, req.now, true);
+        let claim = match assigned {
             Some(a) => {
+                s.emit(&a, booked_kind(&a), &a.rep_id, "", req.now);
                 s.leads
                     .insert(id, LeadEntry::Assigned(a.clone(), req.context));
-                Ok(Claim::Assigned {
+                Claim::Assigned {
                     assignment: a,
                     records,
                     replayed: false,
-                })
+                }
             }
             None => {
                 s.seq += 1;
                 let key = queue_key(req.context.probability, s.seq, &id);
-                let position = s.enqueue(&req.context, key.clone());
+                let position = s.enqueue(&req.context, key.clone(), millis(req.now));
+                s.push_event(queued_event(&req.context, req.now));
                 s.leads.insert(id, LeadEntry::Queued(key, req.context));
-                Ok(Claim::Queued {
+                Claim::Queued {
                     position,
                     records,
                     replayed: false,
-                })
+                }
             }
-        }
+        };
+        drop(s);
+        self.tick();
+        Ok(claim)
     }
 
     async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>> {
@@ -144,30 +167,33 @@ impl CapacityStore for MemoryStore {
                         o.as_str()
                     )));
                 }
-                AssignmentState::Open => (a.clone(), ctx.clone()),
+                AssignmentState::Open | AssignmentState::Offered => (a.clone(), ctx.clone()),
             },
             Some(LeadEntry::Queued(key, ctx)) => {
                 let (key, ctx) = (key.clone(), ctx.clone());
                 s.dequeue(&ctx, &key);
                 let a = Assignment {
                     lead_id: lead_id.to_string(),
-                    rep_id: String::new(),
                     pool: ctx.needs.pool.clone(),
-                    state: AssignmentState::Open,
                     probability: ctx.probability,
                     segment: ctx.segment.clone(),
                     assigned_at_ms: millis(now),
-                    closed_at_ms: None,
+                    ..Assignment::default()
                 };
                 (a, ctx)
             }
         };
         if !assignment.rep_id.is_empty() {
+            s.unhold(&assignment);
             s.release(&assignment.rep_id);
         }
+        s.offers.remove(lead_id);
         let mut closed = assignment;
         closed.state = AssignmentState::Closed(outcome);
         closed.closed_at_ms = Some(millis(now));
+        closed.deadline_ms = None;
+        let rep = closed.rep_id.clone();
+        s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
         s.outcomes.push_back(OutcomeRecord {
             context: ctx.clone(),
             rep_id: closed.rep_id.clone(),
@@ -215,13 +241,18 @@ impl CapacityStore for MemoryStore {
             }
             None => return Err(Error::not_found("lead", lead_id)),
         };
-        let (assigned, records) = s.book(&ctx, candidates, now);
-        let Some(assignment) = assigned else {
+        // Unindexed first: the new booking may index the same lead and deadline.
+        s.unhold(&previous);
+        let (assigned, records) = s.book(&ctx, candidates, now, false);
+        let Some(mut assignment) = assigned else {
+            s.hold(&previous);
             return Err(Error::FailedPrecondition(format!(
                 "no other rep can take lead {lead_id:?} now; it stays with {from_rep:?}"
             )));
         };
         s.release(from_rep);
+        assignment.sla_breached = previous.sla_breached;
+        s.emit(&assignment, EventKind::Reassigned, from_rep, "", now);
         s.leads.insert(
             lead_id.to_string(),
             LeadEntry::Assigned(assignment.clone(), ctx),
@@ -243,6 +274,86 @@ impl CapacityStore for MemoryStore {
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
         Ok(self.lock().outcomes.iter().cloned().collect())
     }
+
+    async fn accept(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
+        let a = self.lock().accept(lead_id, rep_id, now)?;
+        self.tick();
+        Ok(a)
+    }
+
+    async fn release(
+        &self,
+        lead_id: &str,
+        rep_id: &str,
+        why: Release,
+        now: Timestamp,
+    ) -> Result<Released> {
+        let pool = self.lock().end_offer(lead_id, rep_id, &why, now)?;
+        Ok(Released {
+            rep_id: rep_id.to_string(),
+            drained: self.drain_pool(&pool, now),
+        })
+    }
+
+    async fn contacted(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
+        let a = self.lock().contacted(lead_id, rep_id, now)?;
+        self.tick();
+        Ok(a)
+    }
+
+    async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
+        let a = self.lock().breach(lead_id, now);
+        self.tick();
+        Ok(a)
+    }
+
+    async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {
+        Ok(self.lock().due(pool, now, limit))
+    }
+
+    async fn events_after(&self, pool: &str, after: u64, limit: usize) -> Result<EventPage> {
+        Ok(self
+            .lock()
+            .events
+            .get(pool)
+            .map(|l| l.after(after, limit))
+            .unwrap_or_default())
+    }
+
+    async fn pools(&self) -> Result<Vec<String>> {
+        let s = self.lock();
+        let mut pools: Vec<String> = s
+            .reps
+            .values()
+            .map(|e| e.rep.pool.clone())
+            .chain(s.events.keys().cloned())
+            .collect();
+        pools.sort();
+        pools.dedup();
+        Ok(pools)
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<ListPage> {
+        Ok(self.lock().list(q))
+    }
+}
+
+/// The QUEUED event of a lead that just joined its pool's queue.
+fn queued_event(ctx: &LeadContext, now: Timestamp) -> crate::domain::event::Event {
+    crate::domain::event::Event {
+        cursor: 0,
+        pool: ctx.needs.pool.clone(),
+        kind: EventKind::Queued,
+        lead_id: ctx.lead.id.clone(),
+        rep_id: String::new(),
+        assignment: None,
+        reason: "no rep with room".into(),
+        at_ms: millis(now),
+    }
 }
 
 #[async_trait]
@@ -251,7 +362,7 @@ impl RepDirectory for MemoryStore {
         let mut s = self.lock();
         if let Some(e) = s.reps.get(&rep.id)
             && e.rep.pool != rep.pool
-            && s.open_count(&rep.id) > 0
+            && s.open_count(&e.rep.pool, &rep.id) > 0
         {
             // Moving a rep with open leads would strand them in the old pool.
             return Err(Error::FailedPrecondition(format!(
@@ -269,6 +380,7 @@ impl RepDirectory for MemoryStore {
                     periods: [i32::MIN; 4],
                     counts: [0; 4],
                     last_assigned_ms: None,
+                    breaches: 0,
                 };
                 s.reps.insert(rep.id.clone(), entry);
             }
@@ -305,10 +417,10 @@ impl RepDirectory for MemoryStore {
 
     async fn delete_rep(&self, rep_id: &str) -> Result<()> {
         let mut s = self.lock();
-        if !s.reps.contains_key(rep_id) {
+        let Some(pool) = s.reps.get(rep_id).map(|e| e.rep.pool.clone()) else {
             return Err(Error::not_found("rep", rep_id));
-        }
-        let open = s.open_count(rep_id);
+        };
+        let open = s.open_count(&pool, rep_id);
         if open > 0 {
             return Err(Error::FailedPrecondition(format!(
                 "rep {rep_id:?} holds {open} open assignments; close or reassign them first"

@@ -17,10 +17,15 @@ use redis::{AsyncCommands, Script};
 use crate::domain::assignment::{
     Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
+use crate::domain::event::{EventPage, Retention};
 use crate::domain::routing::Candidate;
 use crate::error::{Error, Result};
-use crate::store::{CapacityStore, Claim, ClaimRequest, Closed, Reassigned, millis};
+use crate::store::{
+    CapacityStore, Claim, ClaimRequest, Closed, Due, ListPage, ListQuery, Reassigned, Release,
+    Released, millis,
+};
 
+mod after;
 mod conn;
 mod directory;
 mod drain;
@@ -30,13 +35,32 @@ mod state;
 pub use conn::Conn;
 use directory::{Directory, watch_directory};
 use keys::PoolKeys;
-use reply::{ClaimReply, Listed, assignment, candidate_list, num, outcome_str, parse_outcome};
+use reply::{ClaimReply, Head, Listed, Record, candidate_list, num, outcome_str, parse_outcome};
 
+/// Helpers (event append, held-index member, load release) prepended to the scripts below.
+const PRELUDE: &str = include_str!("redis/events.lua");
 const CLAIM: &str = include_str!("redis/claim.lua");
 const CLOSE: &str = include_str!("redis/close.lua");
+const STEP: &str = include_str!("redis/step.lua");
 const REP: &str = include_str!("redis/rep.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
 /// Outcome streams keep about this many entries per pool.
 const STREAM_MAXLEN: u64 = 1_000_000;
+/// Lead record fields `find` reads: the first seven and the last three make a `Record`.
+const FIND_FIELDS: [&str; 12] = [
+    "state", "rep", "prob", "seg", "at", "cat", "outcome", "qm", "grp", "dl", "ct", "br",
+];
+
+/// A found lead's record (from `FIND_FIELDS`) and its group id.
+fn found(f: &[Option<String>]) -> (Record, String) {
+    let g = |i: usize| f.get(i).cloned().flatten().unwrap_or_default();
+    let rec = [0, 1, 2, 3, 4, 5, 6, 9, 10, 11].map(g).to_vec();
+    (Record(rec), g(8))
+}
+
 /// How often replicas look for directory changes.
 const DIRECTORY_POLL: Duration = Duration::from_millis(250);
 
@@ -51,6 +75,8 @@ pub struct RedisConfig {
     /// PEM file of the CA that signed the server's certificate (`rediss://`), if the system
     /// trust store does not hold it.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// How long each pool's event stream keeps events.
+    pub retention: Retention,
 }
 
 pub struct RedisStore {
@@ -58,7 +84,11 @@ pub struct RedisStore {
     prefix: String,
     claim: Script,
     close: Script,
+    step: Script,
     rep: Script,
+    retention: Retention,
+    /// Ticks after each local write, for watchers.
+    changes: tokio::sync::watch::Sender<u64>,
     directory: ArcSwap<Directory>,
     /// Pools this process has registered in the global pool set.
     known_pools: Mutex<HashSet<String>>,
@@ -98,9 +128,12 @@ impl RedisStore {
         let store = Arc::new(RedisStore {
             conn,
             prefix: config.prefix,
-            claim: Script::new(CLAIM),
-            close: Script::new(CLOSE),
+            claim: script(CLAIM),
+            close: script(CLOSE),
+            step: script(STEP),
             rep: Script::new(REP),
+            retention: config.retention,
+            changes: tokio::sync::watch::Sender::new(0),
             directory: ArcSwap::from_pointee(Directory {
                 slots: HashMap::new(),
                 reps: Arc::from(Vec::new()),
@@ -128,14 +161,16 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Finds the pool holding a lead and the lead's record fields.
+    fn tick(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Finds the pool holding a lead and the lead's record fields (`FIND_FIELDS`).
     async fn find(&self, lead_id: &str) -> Result<Option<(String, Vec<Option<String>>)>> {
         for pool in self.pools().await? {
             let fields: Vec<Option<String>> = redis::cmd("HMGET")
                 .arg(self.pool(&pool).lead(lead_id))
-                .arg(&[
-                    "state", "rep", "prob", "seg", "at", "cat", "outcome", "qm", "grp",
-                ])
+                .arg(&FIND_FIELDS)
                 .query_async(&mut self.conn())
                 .await
                 .map_err(unavailable)?;
@@ -160,6 +195,7 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
+        self.tick();
         Ok(ClaimReply::from_values(values, listed))
     }
 
@@ -188,7 +224,24 @@ impl RedisStore {
         let skills = serde_json::to_string(&ctx.needs.required_skills).unwrap_or_default();
         // One argument for all candidates: Redis and Lua pay per argument, not per byte.
         let (listed, list) = candidate_list(candidates, &self.directory.load().slots);
-        inv.arg(list).arg(group).arg(skills);
+        let terms = ctx.terms;
+        let reason = match mode {
+            "queued" => "a rep had room",
+            _ => "",
+        };
+        inv.arg(list)
+            .arg(group)
+            .arg(skills)
+            .arg(if mode == "reassign" {
+                0
+            } else {
+                terms.offer_ms
+            })
+            .arg(terms.sla_ms)
+            .arg(self.retention.count)
+            .arg(self.retention.age_ms)
+            .arg(reason)
+            .arg(terms.max_offers.max(1));
         (inv, listed)
     }
 
@@ -196,45 +249,59 @@ impl RedisStore {
     fn claim_result(req: &ClaimRequest, reply: ClaimReply) -> Result<Claim> {
         let ctx = &req.context;
         let pool = &ctx.needs.pool;
-        let r = &reply.head;
-        match r.first().map(String::as_str) {
-            Some("replay") if r[1] == "queued" => Ok(Claim::Queued {
-                position: num(&r[8]).unwrap_or(0),
+        match reply.head.clone() {
+            Head::Replay(rec, position) if rec.state() == "queued" => Ok(Claim::Queued {
+                position,
                 records: vec![],
                 replayed: true,
             }),
-            Some("replay") => {
-                let f: Vec<&str> = r[1..8].iter().map(String::as_str).collect();
-                Ok(Claim::Assigned {
-                    assignment: assignment(&ctx.lead.id, pool, &f),
-                    records: vec![],
-                    replayed: true,
-                })
-            }
-            Some("assigned") => {
-                let assignment = Assignment {
-                    lead_id: ctx.lead.id.clone(),
-                    rep_id: r[1].clone(),
-                    pool: pool.clone(),
-                    state: AssignmentState::Open,
-                    probability: ctx.probability,
-                    segment: ctx.segment.clone(),
-                    assigned_at_ms: num(&r[2]).unwrap_or(0),
-                    closed_at_ms: None,
-                };
-                Ok(Claim::Assigned {
-                    assignment,
-                    records: reply.records(&req.candidates),
-                    replayed: false,
-                })
-            }
-            Some("queued") => Ok(Claim::Queued {
-                position: num(&r[1]).unwrap_or(0),
+            Head::Replay(rec, _) => Ok(Claim::Assigned {
+                assignment: rec.assignment(&ctx.lead.id, pool),
+                records: vec![],
+                replayed: true,
+            }),
+            Head::Assigned {
+                rep,
+                at,
+                offered,
+                deadline,
+            } => Ok(Claim::Assigned {
+                assignment: booked(ctx, rep, at, offered, deadline),
+                records: reply.records(&req.candidates),
+                replayed: false,
+            }),
+            Head::Queued(position) => Ok(Claim::Queued {
+                position,
                 records: reply.records(&req.candidates),
                 replayed: false,
             }),
             other => Err(Error::Internal(format!("claim script answered {other:?}"))),
         }
+    }
+}
+
+/// The assignment a claim booked.
+fn booked(
+    ctx: &LeadContext,
+    rep: String,
+    at: i64,
+    offered: bool,
+    deadline: Option<i64>,
+) -> Assignment {
+    Assignment {
+        lead_id: ctx.lead.id.clone(),
+        rep_id: rep,
+        pool: ctx.needs.pool.clone(),
+        state: if offered {
+            AssignmentState::Offered
+        } else {
+            AssignmentState::Open
+        },
+        probability: ctx.probability,
+        segment: ctx.segment.clone(),
+        assigned_at_ms: at,
+        deadline_ms: deadline,
+        ..Assignment::default()
     }
 }
 
@@ -303,20 +370,21 @@ impl CapacityStore for RedisStore {
         let Some((pool, f)) = self.find(lead_id).await? else {
             return Ok(None);
         };
-        let f: Vec<&str> = f.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-        if f[0] == "queued" {
+        let (rec, _) = found(&f);
+        if rec.state() == "queued" {
+            let qm = f.get(7).cloned().flatten().unwrap_or_default();
             let rank: Option<u32> = self
                 .conn()
-                .zrank(self.pool(&pool).k("queue"), f[7])
+                .zrank(self.pool(&pool).k("queue"), qm)
                 .await
                 .map_err(unavailable)?;
             return Ok(Some(LeadState::Queued {
-                probability: num(f[2]).unwrap_or(0.0),
+                probability: num(&rec.0[2]).unwrap_or(0.0),
                 position: rank.map_or(0, |r| r + 1),
                 pool,
             }));
         }
-        Ok(Some(LeadState::Assigned(assignment(lead_id, &pool, &f))))
+        Ok(Some(LeadState::Assigned(rec.assignment(lead_id, &pool))))
     }
 
     async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>> {
@@ -338,29 +406,27 @@ impl CapacityStore for RedisStore {
         let Some((pool, f)) = self.find(lead_id).await? else {
             return Err(Error::not_found("lead", lead_id));
         };
-        let keys = self.pool(&pool);
-        let group = f.get(8).cloned().flatten().unwrap_or_default();
-        let r: Vec<String> = self
-            .close
-            .key(keys.lead(lead_id))
-            .key(keys.k("table"))
-            .key(keys.k("queue"))
-            .key(keys.k("outcomes"))
-            .key(keys.k("slots"))
-            .key(keys.group_queue(&group))
+        let (_, group) = found(&f);
+        let mut inv = self.close.prepare_invoke();
+        for k in self.pool(&pool).close(lead_id, &group) {
+            inv.key(k);
+        }
+        let r: Vec<String> = inv
             .arg(outcome_str(outcome))
             .arg(millis(now))
             .arg(lead_id)
             .arg(STREAM_MAXLEN)
+            .arg(self.retention.count)
+            .arg(self.retention.age_ms)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
+        self.tick();
         let closed = |r: &[String]| {
-            assignment(
-                lead_id,
-                &pool,
-                &["closed", &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]],
-            )
+            let mut rec = vec!["closed".to_string()];
+            rec.extend(r[1..7].iter().cloned());
+            rec.extend([String::new(), r[7].clone(), r[8].clone()]);
+            Record(rec).assignment(lead_id, &pool)
         };
         match r.first().map(String::as_str) {
             Some("missing") => Err(Error::not_found("lead", lead_id)),
@@ -394,8 +460,7 @@ impl CapacityStore for RedisStore {
         let Some((pool, f)) = self.find(lead_id).await? else {
             return Err(Error::not_found("lead", lead_id));
         };
-        let f: Vec<&str> = f.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-        let previous = assignment(lead_id, &pool, &f);
+        let previous = found(&f).0.assignment(lead_id, &pool);
         let ctx = self
             .context(lead_id)
             .await?
@@ -403,18 +468,21 @@ impl CapacityStore for RedisStore {
         let reply = self
             .run_claim("reassign", &ctx, from_rep, &candidates, now, "")
             .await?;
-        let r = &reply.head;
-        match r.first().map(String::as_str) {
-            Some("conflict") => Err(Error::FailedPrecondition(format!(
+        match reply.head.clone() {
+            Head::Conflict => Err(Error::FailedPrecondition(format!(
                 "lead {lead_id:?} is no longer open with {from_rep:?}; retry"
             ))),
-            Some("noroom") => Err(Error::FailedPrecondition(format!(
+            Head::NoRoom => Err(Error::FailedPrecondition(format!(
                 "no other rep can take lead {lead_id:?} now; it stays with {from_rep:?}"
             ))),
-            Some("assigned") => {
+            Head::Assigned {
+                rep, at, deadline, ..
+            } => {
                 let mut assignment = previous.clone();
-                assignment.rep_id = r[1].clone();
-                assignment.assigned_at_ms = num(&r[2]).unwrap_or(0);
+                assignment.rep_id = rep;
+                assignment.assigned_at_ms = at;
+                assignment.deadline_ms = deadline;
+                assignment.contacted_at_ms = None;
                 let records = reply.records(&candidates);
                 let drained = self.drain_pool(&pool, now).await?;
                 Ok(Reassigned {
@@ -458,6 +526,48 @@ impl CapacityStore for RedisStore {
         }
         out.sort_by_key(|o| o.closed_at_ms);
         Ok(out)
+    }
+
+    async fn accept(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
+        self.accept_offer(lead_id, rep_id, now).await
+    }
+
+    async fn release(
+        &self,
+        lead_id: &str,
+        rep_id: &str,
+        why: Release,
+        now: Timestamp,
+    ) -> Result<Released> {
+        self.end_offer(lead_id, rep_id, why, now).await
+    }
+
+    async fn contacted(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
+        self.mark_contacted(lead_id, rep_id, now).await
+    }
+
+    async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
+        self.flag_breach(lead_id, now).await
+    }
+
+    async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {
+        self.deadlines(pool, now, limit).await
+    }
+
+    async fn events_after(&self, pool: &str, after: u64, limit: usize) -> Result<EventPage> {
+        self.read_events(pool, after, limit).await
+    }
+
+    async fn pools(&self) -> Result<Vec<String>> {
+        RedisStore::pools(self).await
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<ListPage> {
+        self.list_leads(q).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -12,6 +12,7 @@ pub async fn redis_store(urls: String, cluster: bool) -> Arc<dyn Store> {
         cluster,
         prefix: "lr".into(),
         tls_ca_file: None,
+        retention: Default::default(),
     };
     RedisStore::open(config).await.expect("store opens") as Arc<dyn Store>
 }

@@ -52,6 +52,11 @@ impl<K: Ord + Clone> PoolQueue<K> {
         self.all.position(key)
     }
 
+    /// Keys from 0-based place `from` on, in queue order.
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = &K> {
+        self.all.iter_from(from)
+    }
+
     /// The best key of each group, with the group's required skills.
     pub fn heads(&self) -> impl Iterator<Item = (&[String], &K)> {
         self.groups
@@ -128,6 +133,23 @@ impl<K: Ord> BlockQueue<K> {
             self.blocks.remove(b);
         }
         true
+    }
+
+    /// Keys from 0-based place `from` on.
+    pub fn iter_from(&self, mut from: usize) -> impl Iterator<Item = &K> {
+        let mut skip = 0;
+        for blk in &self.blocks {
+            if from < blk.len() {
+                break;
+            }
+            from -= blk.len();
+            skip += 1;
+        }
+        self.blocks
+            .iter()
+            .skip(skip)
+            .flat_map(|b| b.iter())
+            .skip(from)
     }
 
     /// The key at 0-based place `i`.

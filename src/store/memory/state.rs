@@ -1,17 +1,19 @@
 //! The memory store's state behind its one mutex: reps with live counters, leads, per-pool
 //! queues, and the atomic steps (book, enqueue, drain one lead, make room) the store runs.
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use crate::domain::assignment::{Assignment, AssignmentState, LeadContext, OutcomeRecord};
+use crate::domain::event::{Event, EventKind, Retention};
 use crate::domain::rep::{Periods, Rep, ZoneCache};
 use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::{Error, Result};
 use crate::store::{RepStatus, millis};
 
+use super::log::EventLog;
 use super::queue::PoolQueue;
 
 pub(super) struct RepEntry {
@@ -21,6 +23,7 @@ pub(super) struct RepEntry {
     pub(super) periods: Periods,
     pub(super) counts: [u32; 4],
     pub(super) last_assigned_ms: Option<i64>,
+    pub(super) breaches: u32,
 }
 
 impl RepEntry {
@@ -35,7 +38,9 @@ impl RepEntry {
     }
 
     pub(super) fn status(&self, now: Timestamp) -> RepStatus {
-        RepStatus::new(self.rep.clone(), self.live(&self.rep.periods(now)), now)
+        let mut s = RepStatus::new(self.rep.clone(), self.live(&self.rep.periods(now)), now);
+        s.sla_breaches = self.breaches;
+        s
     }
 
     /// Whether the rep could take a lead now: active, on shift, not on leave, below its
@@ -55,6 +60,9 @@ impl RepEntry {
                 .all(|(q, c)| q.is_none_or(|q| c < q))
     }
 }
+
+/// Offers made since the slate was last clean, and the reps whose offer ended with how.
+pub(super) type OfferTrail = (u32, Vec<(String, &'static str)>);
 
 /// Queue order: highest probability first, then first come first served.
 pub(super) type QueueKey = (Reverse<u64>, u64, String);
@@ -76,6 +84,17 @@ pub(super) struct State {
     /// Closed leads, oldest first: the ones forgotten when the store is full.
     pub(super) closed: VecDeque<String>,
     pub(super) seq: u64,
+    /// Per lead in offer mode: offers made since the slate was last clean, and the reps whose
+    /// offer ended (rep, "declined" | "expired"), who are not offered it again.
+    pub(super) offers: HashMap<String, OfferTrail>,
+    /// Per pool: (deadline ms, lead id) of offers and SLA clocks.
+    pub(super) due: HashMap<String, BTreeSet<(i64, String)>>,
+    /// Held leads: (pool, rep, lead).
+    pub(super) held: BTreeSet<(String, String, String)>,
+    pub(super) events: HashMap<String, EventLog>,
+    /// When each queued lead joined the queue (ms).
+    pub(super) queued_at: HashMap<String, i64>,
+    pub(super) retention: Retention,
 }
 
 pub(super) fn queue_key(probability: f64, seq: u64, lead_id: &str) -> QueueKey {
@@ -106,12 +125,14 @@ impl State {
         (cs, live)
     }
 
-    /// Chooses and books a rep; None when nobody has room.
+    /// Chooses and books a rep (an offer when `offer` and the lead's terms say so), indexing
+    /// the held lead and its deadline; None when nobody has room.
     pub(super) fn book(
         &mut self,
         context: &LeadContext,
         candidates: Vec<Candidate>,
         now: Timestamp,
+        offer: bool,
     ) -> (Option<Assignment>, Vec<CandidateRecord>) {
         let (cs, live) = self.live_candidates(candidates);
         let (winner, records) = routing::choose(&cs, &live);
@@ -131,20 +152,37 @@ impl State {
         }
         e.load += 1;
         e.last_assigned_ms = Some(millis(now));
+        let terms = context.terms;
+        let offered = offer && terms.offer_ms > 0;
+        let at = millis(now);
         let a = Assignment {
             lead_id: context.lead.id.clone(),
             rep_id: c.rep_id.clone(),
             pool: context.needs.pool.clone(),
-            state: AssignmentState::Open,
+            state: if offered {
+                AssignmentState::Offered
+            } else {
+                AssignmentState::Open
+            },
             probability: context.probability,
             segment: context.segment.clone(),
-            assigned_at_ms: millis(now),
-            closed_at_ms: None,
+            assigned_at_ms: at,
+            deadline_ms: if offered {
+                Some(at + terms.offer_ms)
+            } else {
+                (terms.sla_ms > 0).then(|| at + terms.sla_ms)
+            },
+            ..Assignment::default()
         };
+        if offered {
+            self.offers.entry(a.lead_id.clone()).or_default().0 += 1;
+        }
+        self.hold(&a);
         (Some(a), records)
     }
 
-    pub(super) fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey) -> u32 {
+    pub(super) fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey, at_ms: i64) -> u32 {
+        self.queued_at.insert(ctx.lead.id.clone(), at_ms);
         let q = self.queues.entry(ctx.needs.pool.clone()).or_default();
         u32::try_from(q.insert(key, &ctx.needs.required_skills)).unwrap_or(u32::MAX - 1) + 1
     }
@@ -158,6 +196,7 @@ impl State {
     }
 
     pub(super) fn dequeue(&mut self, ctx: &LeadContext, key: &QueueKey) {
+        self.queued_at.remove(&ctx.lead.id);
         if let Some(q) = self.queues.get_mut(&ctx.needs.pool) {
             q.remove(key, &ctx.needs.required_skills);
         }
@@ -211,9 +250,11 @@ impl State {
                 continue;
             };
             let ctx = ctx.clone();
-            let ranking = routing::rank(&reps, &ctx.needs, now, &[]);
-            if let (Some(a), _) = self.book(&ctx, ranking.candidates, now) {
+            let ranking =
+                routing::rank_after_offers(&reps, &ctx.needs, now, &self.excluded(&key.2));
+            if let (Some(a), _) = self.book(&ctx, ranking.candidates, now, true) {
                 self.dequeue(&ctx, &key);
+                self.emit(&a, booked_kind(&a), &a.rep_id, "a rep had room", now);
                 self.leads
                     .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
                 return Some(a);
@@ -242,17 +283,101 @@ impl State {
                     self.leads.len()
                 )));
             };
-            if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if !a.is_open()) {
+            if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if a.is_closed()) {
                 self.leads.remove(&id);
+                self.offers.remove(&id);
             }
         }
         Ok(())
     }
 
-    pub(super) fn open_count(&self, rep_id: &str) -> usize {
-        self.leads
-            .values()
-            .filter(|l| matches!(l, LeadEntry::Assigned(a, _) if a.is_open() && a.rep_id == rep_id))
-            .count()
+    pub(super) fn open_count(&self, pool: &str, rep_id: &str) -> usize {
+        self.held_by(pool, rep_id).count()
+    }
+
+    /// Lead ids `rep_id` holds, in id order.
+    pub(super) fn held_by<'a>(
+        &'a self,
+        pool: &str,
+        rep_id: &str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let from = (pool.to_string(), rep_id.to_string(), String::new());
+        let (pool, rep) = (pool.to_string(), rep_id.to_string());
+        self.held
+            .range(from..)
+            .take_while(move |(p, r, _)| *p == pool && *r == rep)
+            .map(|(_, _, l)| l)
+    }
+
+    /// Indexes a held lead and its deadline.
+    pub(super) fn hold(&mut self, a: &Assignment) {
+        self.held
+            .insert((a.pool.clone(), a.rep_id.clone(), a.lead_id.clone()));
+        if let Some(d) = a.deadline_ms {
+            self.due
+                .entry(a.pool.clone())
+                .or_default()
+                .insert((d, a.lead_id.clone()));
+        }
+    }
+
+    /// Drops a lead from the held and deadline indexes.
+    pub(super) fn unhold(&mut self, a: &Assignment) {
+        self.held
+            .remove(&(a.pool.clone(), a.rep_id.clone(), a.lead_id.clone()));
+        self.undue(a);
+    }
+
+    pub(super) fn undue(&mut self, a: &Assignment) {
+        if let (Some(d), Some(set)) = (a.deadline_ms, self.due.get_mut(&a.pool)) {
+            set.remove(&(d, a.lead_id.clone()));
+        }
+    }
+
+    /// Appends an event about `a` (assigned, offered or closed) to its pool's log.
+    pub(super) fn emit(
+        &mut self,
+        a: &Assignment,
+        kind: EventKind,
+        rep_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) {
+        let e = Event {
+            cursor: 0,
+            pool: a.pool.clone(),
+            kind,
+            lead_id: a.lead_id.clone(),
+            rep_id: rep_id.to_string(),
+            assignment: Some(a.clone()),
+            reason: reason.to_string(),
+            at_ms: millis(now),
+        };
+        self.push_event(e);
+    }
+
+    pub(super) fn push_event(&mut self, e: Event) {
+        let retention = self.retention;
+        self.events
+            .entry(e.pool.clone())
+            .or_default()
+            .push(e, retention);
+    }
+
+    /// Reps whose offer of `lead_id` ended since the slate was last clean.
+    pub(super) fn excluded(&self, lead_id: &str) -> Vec<String> {
+        self.offers
+            .get(lead_id)
+            .map(|(_, ended)| ended.iter().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// ASSIGNED or OFFERED, by what a booking made.
+pub(super) fn booked_kind(a: &Assignment) -> EventKind {
+    if a.state == AssignmentState::Offered {
+        EventKind::Offered
+    } else {
+        EventKind::Assigned
     }
 }

@@ -5,7 +5,9 @@
 --       period and count for day, week, month, quarter), 3 queue (zset: score -probability,
 --       member "<seq>:<lead id>"), 4 queue sequence, 5 slots (rep id -> "slot:generation";
 --       read only to reassign), 6 the lead's group queue (same members, only leads that
---       require the same skills), 7 groups (group id -> required skills JSON)
+--       require the same skills), 7 groups (group id -> required skills JSON), 8 event
+--       stream, 9 event counter, 10 deadlines (zset: "o:<lead>" offer / "s:<lead>" SLA, by
+--       deadline ms), 11 held leads (zset, all scores 0: "<rep>\0<lead>", for inboxes)
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
 --       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates, best
 --       match first, each: flag (1 opens a match-score group, 2 ties with the one before;
@@ -13,7 +15,10 @@
 --       (3), week (2), month (2), quarter (2), ramp permille (2), #id, id. Digits are base 255
 --       stored as digit + 1, so no byte is NUL and one string.byte call reads a candidate's
 --       numbers: Lua pays per call and per string, and those (not bytes) set the claim rate.
---       9 group id, 10 group's required skills JSON
+--       9 group id, 10 group's required skills JSON, 11 offer timeout ms (0: assign directly;
+--       reassign never offers), 12 SLA ms (0: none), 13 event stream max length, 14 event
+--       max age ms, 15 event reason, 16 max offers
+-- (Prelude: events.lua.)
 -- A lower group is read only when nobody in the higher ones has room; with distinct match
 -- scores that is usually one rep per claim. A candidate whose slot now holds another
 -- generation (the directory was stale) is not eligible.
@@ -29,12 +34,13 @@ local state, rep_now, qm, prob, seg
 if mode == 'new' then
   state = redis.call('HGET', KEYS[1], 'state')
   if state then
-    local r = redis.call('HMGET', KEYS[1], 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm')
+    local r = redis.call('HMGET', KEYS[1], 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'dl', 'ct', 'br')
     local pos = ''
     if state == 'queued' then
       pos = tostring((redis.call('ZRANK', KEYS[3], r[7]) or -1) + 1)
     end
-    return {'replay', state, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '', pos}
+    return {'replay', state, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '', pos,
+      r[8] or '', r[9] or '', r[10] or ''}
   end
   prob, seg = ARGV[4], ARGV[5]
 else
@@ -132,25 +138,48 @@ if best then
   end
   redis.call('SETRANGE', KEYS[2], b_slot * LEN, struct.pack(S, r[1], r[2], r[3], r[4],
     r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16]))
+  local offer_ms, sla_ms, nowv = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(now)
+  local nstate, dl, kind = 'open', '', 'assigned'
   if mode == 'reassign' then
-    local si = redis.call('HGET', KEYS[5], ARGV[7])
-    local old = si and tonumber(string.match(si, '^(%d+):'))
-    if old and old * LEN + LEN <= #t then
-      local o = {struct.unpack(S, t, old * LEN + 1)}
-      o[2] = math.max(o[2] - 1, 0)
-      redis.call('SETRANGE', KEYS[2], old * LEN, struct.pack(S, o[1], o[2], o[3], o[4],
-        o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15], o[16]))
-    end
+    kind = 'reassigned'
+  end
+  if offer_ms > 0 and mode ~= 'reassign' then
+    nstate, dl, kind = 'offered', tostring(nowv + offer_ms), 'offered'
+  elseif sla_ms > 0 then
+    dl = tostring(nowv + sla_ms)
+  end
+  local about = best
+  if mode == 'reassign' then
+    about = ARGV[7]
+    unload(KEYS[2], KEYS[5], ARGV[7])
+    redis.call('ZREM', KEYS[11], held(ARGV[7], id))
+    redis.call('HDEL', KEYS[1], 'ct')
     redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
   elseif mode == 'queued' then
     redis.call('ZREM', KEYS[3], qm)
     redis.call('ZREM', KEYS[6], qm)
-    redis.call('HDEL', KEYS[1], 'qm', 'grp')
-    redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'at', now)
+    redis.call('HDEL', KEYS[1], 'qm')
+    redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'at', now)
   else
-    redis.call('HSET', KEYS[1], 'state', 'open', 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6])
+    redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6],
+      'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16])
   end
-  return {'assigned', best, now, prob, seg, tostring(nread), read[1], read[2]}
+  redis.call('ZADD', KEYS[11], 0, held(best, id))
+  redis.call('ZREM', KEYS[10], 'o:' .. id, 's:' .. id)
+  if dl ~= '' then
+    redis.call('ZADD', KEYS[10], dl, (nstate == 'offered' and 'o:' or 's:') .. id)
+    redis.call('HSET', KEYS[1], 'dl', dl)
+  else
+    redis.call('HDEL', KEYS[1], 'dl')
+  end
+  if nstate == 'offered' then
+    redis.call('HINCRBY', KEYS[1], 'offers', 1)
+    -- A declined or expired offer puts the lead back in its group's queue: drains must see it.
+    redis.call('HSETNX', KEYS[7], ARGV[9], ARGV[10])
+  end
+  emit(KEYS[8], KEYS[9], ARGV[13], ARGV[14], now, {k = kind, l = id, r = about, s = nstate, h = best,
+    p = prob, g = seg, a = now, w = ARGV[15], d = dl})
+  return {'assigned', best, now, prob, seg, nstate, dl, tostring(nread), read[1], read[2]}
 end
 
 if mode == 'new' then
@@ -159,7 +188,10 @@ if mode == 'new' then
   redis.call('ZADD', KEYS[3], -tonumber(prob), member)
   redis.call('ZADD', KEYS[6], -tonumber(prob), member)
   redis.call('HSETNX', KEYS[7], ARGV[9], ARGV[10])
-  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'grp', ARGV[9], 'ctx', ARGV[6])
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'grp', ARGV[9], 'ctx', ARGV[6],
+    'sla', ARGV[12], 'maxo', ARGV[16])
+  emit(KEYS[8], KEYS[9], ARGV[13], ARGV[14], now, {k = 'queued', l = id, s = 'queued', p = prob, g = seg,
+    a = now, w = 'no rep with room'})
   return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), tostring(nread), read[1], read[2]}
 end
 return {'noroom', '', tostring(nread), read[1], read[2]}

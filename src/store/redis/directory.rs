@@ -136,12 +136,14 @@ impl RedisStore {
             HashMap<String, String>,
             HashMap<String, String>,
             Vec<u8>,
+            HashMap<String, u32>,
         );
-        let (profiles, active, slots, table): Maps = redis::pipe()
+        let (profiles, active, slots, table, breaches): Maps = redis::pipe()
             .hgetall(keys.k("reps"))
             .hgetall(keys.k("active"))
             .hgetall(keys.k("slots"))
             .get(keys.k("table"))
+            .hgetall(keys.k("breaches"))
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -158,7 +160,9 @@ impl RedisStore {
                 .and_then(|v| parse_slot(v))
                 .and_then(|s| RepState::in_table(&table, s));
             let live = RepState::live(stored, &rep.periods(now));
-            out.push(RepStatus::new(rep, live, now));
+            let mut status = RepStatus::new(rep, live, now);
+            status.sla_breaches = breaches.get(&id).copied().unwrap_or(0);
+            out.push(status);
         }
         out.sort_by(|a, b| a.rep.id.cmp(&b.rep.id));
         Ok(out)

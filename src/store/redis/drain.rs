@@ -11,14 +11,14 @@ use std::collections::{HashMap, HashSet};
 use jiff::Timestamp;
 use redis::AsyncCommands;
 
-use crate::domain::assignment::{Assignment, AssignmentState, LeadContext};
+use crate::domain::assignment::{Assignment, LeadContext};
 use crate::domain::rep::{Rep, ZoneCache};
 use crate::domain::routing;
 use crate::error::Result;
 
-use super::reply::num;
+use super::reply::Head;
 use super::state::RepState;
-use super::{RedisStore, unavailable};
+use super::{RedisStore, booked, unavailable};
 
 impl RedisStore {
     pub(super) async fn drain_pool(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
@@ -88,32 +88,38 @@ impl RedisStore {
                 break;
             };
             let id = member.split_once(':').map_or(member.as_str(), |(_, id)| id);
-            let json: Option<String> =
-                conn.hget(keys.lead(id), "ctx").await.map_err(unavailable)?;
+            let (json, excl): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(keys.lead(id))
+                .arg(&["ctx", "excl"])
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
             let Some(Ok(ctx)) = json.map(|j| serde_json::from_str::<LeadContext>(&j)) else {
                 // An unreadable queued lead stays queued; its group waits for the next drain.
                 tracing::error!(lead = %id, "queued lead without a readable context");
                 blocked.insert(group);
                 continue;
             };
-            let ranking = routing::rank(&reps, &ctx.needs, now, &[]);
+            // Reps whose offer of this lead ended ("rep=how" lines).
+            let excluded: Vec<String> = excl
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| Some(l.split_once('=')?.0.to_string()))
+                .collect();
+            let ranking = routing::rank_after_offers(&reps, &ctx.needs, now, &excluded);
             let reply = self
                 .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
                 .await?;
-            match reply.kind() {
-                "assigned" => drained.push(Assignment {
-                    lead_id: ctx.lead.id.clone(),
-                    rep_id: reply.head[1].clone(),
-                    pool: pool.to_string(),
-                    state: AssignmentState::Open,
-                    probability: ctx.probability,
-                    segment: ctx.segment.clone(),
-                    assigned_at_ms: num(&reply.head[2]).unwrap_or(0),
-                    closed_at_ms: None,
-                }),
+            match reply.head {
+                Head::Assigned {
+                    rep,
+                    at,
+                    offered,
+                    deadline,
+                } => drained.push(booked(&ctx, rep, at, offered, deadline)),
                 // Taken or closed by another call meanwhile: the head has moved on. The same
                 // member twice would mean a queue entry without a queued record; skip it.
-                "gone" if last_gone.as_deref() != Some(member.as_str()) => {
+                Head::Gone if last_gone.as_deref() != Some(member.as_str()) => {
                     last_gone = Some(member);
                 }
                 _ => {

@@ -17,7 +17,7 @@ impl PoolKeys {
         format!("{}:gq:{group}", self.base)
     }
     /// KEYS of claim.lua, in order.
-    pub(super) fn claim(&self, lead: &str, group: &str) -> [String; 7] {
+    pub(super) fn claim(&self, lead: &str, group: &str) -> [String; 11] {
         [
             self.lead(lead),
             self.k("table"),
@@ -26,6 +26,41 @@ impl PoolKeys {
             self.k("slots"),
             self.group_queue(group),
             self.k("groups"),
+            self.k("events"),
+            self.k("evseq"),
+            self.k("due"),
+            self.k("held"),
+        ]
+    }
+    /// KEYS of close.lua, in order.
+    pub(super) fn close(&self, lead: &str, group: &str) -> [String; 10] {
+        [
+            self.lead(lead),
+            self.k("table"),
+            self.k("queue"),
+            self.k("outcomes"),
+            self.k("slots"),
+            self.group_queue(group),
+            self.k("events"),
+            self.k("evseq"),
+            self.k("due"),
+            self.k("held"),
+        ]
+    }
+    /// KEYS of step.lua, in order.
+    pub(super) fn step(&self, lead: &str, group: &str) -> [String; 11] {
+        [
+            self.lead(lead),
+            self.k("table"),
+            self.k("queue"),
+            self.k("seq"),
+            self.k("slots"),
+            self.group_queue(group),
+            self.k("events"),
+            self.k("evseq"),
+            self.k("due"),
+            self.k("held"),
+            self.k("breaches"),
         ]
     }
     /// KEYS of rep.lua, in order.

@@ -27,9 +27,123 @@ pub(super) fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
 /// What claim.lua answered: a head (kind and its values) and, for decision records, how
 /// many candidates it read (a prefix of the list) and their records.
 pub(super) struct ClaimReply {
-    pub(super) head: Vec<String>,
+    pub(super) head: Head,
     read: Read,
     listed: Listed,
+}
+
+/// The claim script's answer, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Head {
+    /// The lead was routed before: its record fields (see `Record`), and its place if queued.
+    Replay(Record, u32),
+    /// Booked `rep` at `at`: open, or offered until `deadline`; for an open lead, `deadline` is
+    /// its SLA deadline.
+    Assigned {
+        rep: String,
+        at: i64,
+        offered: bool,
+        deadline: Option<i64>,
+    },
+    Queued(u32),
+    /// Nobody had room (reassign and drain modes).
+    NoRoom,
+    /// Drain mode: the lead is no longer queued.
+    Gone,
+    /// Reassign mode: the lead is no longer open with the expected rep.
+    Conflict,
+    Unknown(String),
+}
+
+/// A lead record's fields as the scripts return them: state, rep, prob, seg, at, cat,
+/// outcome, deadline, contacted at, breached.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct Record(pub(super) Vec<String>);
+
+impl Record {
+    pub(super) fn state(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+
+    /// The assignment this record describes.
+    pub(super) fn assignment(&self, lead_id: &str, pool: &str) -> Assignment {
+        let f = |i: usize| self.0.get(i).map_or("", String::as_str);
+        let mut a = assignment(lead_id, pool, &[f(0), f(1), f(2), f(3), f(4), f(5), f(6)]);
+        a.deadline_ms = num(f(7));
+        a.contacted_at_ms = num(f(8));
+        a.sla_breached = f(9) == "1";
+        a
+    }
+}
+
+fn strings(values: Vec<Vec<u8>>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap_or_default())
+        .collect()
+}
+
+impl Head {
+    fn decode(v: Vec<String>) -> Head {
+        let at = |i: usize| v.get(i).map_or("", String::as_str);
+        match at(0) {
+            "replay" => {
+                // replay, state, rep, prob, seg, at, cat, outcome, position, dl, ct, br
+                let pos = num(at(8)).unwrap_or(0);
+                let rec = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11].map(|i| at(i).to_string());
+                Head::Replay(Record(rec.to_vec()), pos)
+            }
+            "assigned" => Head::Assigned {
+                rep: at(1).to_string(),
+                at: num(at(2)).unwrap_or(0),
+                offered: at(5) == "offered",
+                deadline: num(at(6)),
+            },
+            "queued" => Head::Queued(num(at(1)).unwrap_or(0)),
+            "noroom" => Head::NoRoom,
+            "gone" => Head::Gone,
+            "conflict" => Head::Conflict,
+            other => Head::Unknown(other.to_string()),
+        }
+    }
+}
+
+/// What step.lua answered, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Step {
+    Missing,
+    /// Not allowed: the lead's state and holder, the reps whose offer ended ("rep=how"
+    /// lines), and why ("not held", "offered", "accepted").
+    Refused {
+        state: String,
+        holder: String,
+        ended: String,
+        why: String,
+    },
+    /// A breach or expiry that is not (or no longer) due.
+    Skip,
+    Done(Record),
+    /// The offer ended and the lead is queued again.
+    Released,
+}
+
+impl Step {
+    pub(super) fn decode(v: Vec<String>) -> Step {
+        let at = |i: usize| v.get(i).cloned().unwrap_or_default();
+        match v.first().map(String::as_str) {
+            Some("missing") => Step::Missing,
+            Some("refused") => Step::Refused {
+                state: at(1),
+                holder: at(2),
+                ended: at(3),
+                why: at(4),
+            },
+            Some("skip") => Step::Skip,
+            Some("ok") => Step::Done(Record(v[1..].to_vec())),
+            Some("released") => Step::Released,
+            _ => Step::Missing,
+        }
+    }
 }
 
 /// The candidates a claim sent, in the order it sent them: (index into the ranked
@@ -62,15 +176,8 @@ impl ClaimReply {
             }
             _ => Read::Records(Vec::new(), 0),
         };
-        let head = values
-            .into_iter()
-            .map(|v| String::from_utf8(v).unwrap_or_default())
-            .collect();
+        let head = Head::decode(strings(values));
         ClaimReply { head, read, listed }
-    }
-
-    pub(super) fn kind(&self) -> &str {
-        self.head.first().map_or("", String::as_str)
     }
 
     /// Decision-record lines; `candidates` is the ranking the claim was built from.
@@ -165,6 +272,7 @@ pub(super) fn assignment(lead_id: &str, pool: &str, f: &[&str]) -> Assignment {
     // f: state, rep, prob, seg, at, cat, outcome
     let state = match parse_outcome(f[6]) {
         Some(o) if f[0] == "closed" => AssignmentState::Closed(o),
+        _ if f[0] == "offered" => AssignmentState::Offered,
         _ => AssignmentState::Open,
     };
     Assignment {
@@ -176,5 +284,6 @@ pub(super) fn assignment(lead_id: &str, pool: &str, f: &[&str]) -> Assignment {
         segment: f[3].to_string(),
         assigned_at_ms: num(f[4]).unwrap_or(0),
         closed_at_ms: num(f[5]),
+        ..Assignment::default()
     }
 }

@@ -158,7 +158,7 @@ mod tests {
         let line = format!("local S = '{FORMAT}'");
         for (name, script) in [
             ("claim.lua", include_str!("claim.lua")),
-            ("close.lua", include_str!("close.lua")),
+            ("events.lua", include_str!("events.lua")),
             ("rep.lua", include_str!("rep.lua")),
         ] {
             assert!(script.contains(&line), "{name} lacks {line}");

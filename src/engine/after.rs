@@ -1,0 +1,146 @@
+//! The engine after a decision: offers, first touch, deadlines and listings.
+use std::collections::HashMap;
+
+use crate::domain::assignment::Assignment;
+use crate::domain::lead::validate_id;
+use crate::error::{Error, Result};
+use crate::store::{DueKind, ListPage, ListQuery, Listed, Release, Released};
+
+use super::Engine;
+
+/// Deadlines handled per pool per pass.
+const DUE_BATCH: usize = 256;
+
+/// Longest reason a rep may give when declining.
+const MAX_REASON: usize = 512;
+
+impl Engine {
+    pub async fn accept(&self, lead_id: &str, rep_id: &str) -> Result<Assignment> {
+        validate_id("lead_id", lead_id)?;
+        validate_id("rep_id", rep_id)?;
+        self.store().accept(lead_id, rep_id, self.now()).await
+    }
+
+    pub async fn decline(&self, lead_id: &str, rep_id: &str, reason: &str) -> Result<Released> {
+        validate_id("lead_id", lead_id)?;
+        validate_id("rep_id", rep_id)?;
+        if reason.len() > MAX_REASON {
+            return Err(Error::invalid(
+                "reason",
+                format!("has more than {MAX_REASON} bytes"),
+            ));
+        }
+        let reason = if reason.trim().is_empty() {
+            "declined".to_string()
+        } else {
+            reason.trim().to_string()
+        };
+        self.store()
+            .release(lead_id, rep_id, Release::Declined(reason), self.now())
+            .await
+    }
+
+    /// `rep_id` may be empty (whoever holds the lead).
+    pub async fn mark_contacted(&self, lead_id: &str, rep_id: &str) -> Result<Assignment> {
+        validate_id("lead_id", lead_id)?;
+        if !rep_id.is_empty() {
+            validate_id("rep_id", rep_id)?;
+        }
+        self.store().contacted(lead_id, rep_id, self.now()).await
+    }
+
+    /// A rep's inbox (when `rep_id` is set) or a pool's leads.
+    pub async fn list(
+        &self,
+        pool: &str,
+        rep_id: &str,
+        states: Vec<Listed>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let (pool, rep) = match (pool.is_empty(), rep_id.is_empty()) {
+            (true, true) => return Err(Error::invalid("pool", "give a pool or a rep_id")),
+            (_, false) => {
+                validate_id("rep_id", rep_id)?;
+                let reps = self.store().reps().await?;
+                let rep = reps
+                    .iter()
+                    .find(|r| r.id == rep_id)
+                    .ok_or_else(|| Error::not_found("rep", rep_id))?;
+                if !pool.is_empty() && pool != rep.pool {
+                    return Err(Error::invalid(
+                        "pool",
+                        format!("rep {rep_id:?} is in pool {:?}", rep.pool),
+                    ));
+                }
+                (rep.pool.clone(), Some(rep_id.to_string()))
+            }
+            (false, true) => {
+                validate_id("pool", pool)?;
+                (pool.to_string(), None)
+            }
+        };
+        let q = ListQuery {
+            pool,
+            rep_id: rep,
+            states,
+            offset,
+            limit,
+        };
+        self.store().list(&q).await
+    }
+
+    /// Expires due offers and flags (or reassigns) due SLA breaches in `pool`; returns the
+    /// next deadline. Several replicas may run this at once: each step checks the deadline
+    /// inside the store, so a lead is expired or flagged once.
+    pub async fn run_deadlines(&self, pool: &str) -> Result<Option<i64>> {
+        loop {
+            let now = self.now();
+            let due = self.store().due(pool, now, DUE_BATCH).await?;
+            let n = due.leads.len();
+            let mut contexts = HashMap::new();
+            for (lead, kind) in due.leads {
+                let done = match kind {
+                    DueKind::Offer => self
+                        .store()
+                        .release(&lead, "", Release::Expired, now)
+                        .await
+                        .map(|r| {
+                            tracing::info!(lead, rep = %r.rep_id, "offer expired");
+                        }),
+                    DueKind::Sla => self.breach(&lead, &mut contexts).await,
+                };
+                match done {
+                    Ok(()) | Err(Error::FailedPrecondition(_) | Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if n < DUE_BATCH {
+                return Ok(due.next_ms);
+            }
+        }
+    }
+
+    async fn breach(&self, lead: &str, contexts: &mut HashMap<String, bool>) -> Result<()> {
+        let Some(a) = self.store().breach(lead, self.now()).await? else {
+            return Ok(());
+        };
+        tracing::warn!(lead, rep = %a.rep_id, "first-touch SLA breached");
+        let reassign = match contexts.get(lead) {
+            Some(r) => *r,
+            None => self
+                .store()
+                .context(lead)
+                .await?
+                .is_some_and(|c| c.terms.sla_reassign),
+        };
+        contexts.insert(lead.to_string(), reassign);
+        if reassign {
+            match self.reassign(lead, None).await {
+                Ok(_) | Err(Error::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

@@ -74,6 +74,15 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Checks an id (lead or rep): non-empty, at most [`MAX_ID_LEN`] bytes, no control characters.
+/// A pool name: an id without braces (braces would break the Redis hash tag `{pool}`).
+pub fn validate_pool(field: &str, pool: &str) -> Result<(), Error> {
+    validate_id(field, pool)?;
+    if pool.contains(['{', '}']) {
+        return Err(Error::invalid(field, "a pool name has no braces"));
+    }
+    Ok(())
+}
+
 pub fn validate_id(field: &str, id: &str) -> Result<(), Error> {
     if id.trim().is_empty() {
         return Err(Error::invalid(field, "must not be empty"));

@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 
 use crate::domain::assignment::Assignment;
-use crate::domain::lead::validate_id;
+use crate::domain::lead::{validate_id, validate_pool};
 use crate::error::{Error, Result};
 use crate::store::{DueKind, ListPage, ListQuery, Listed, Release, Released};
 
@@ -76,7 +76,7 @@ impl Engine {
                 (rep.pool.clone(), Some(rep_id.to_string()))
             }
             (false, true) => {
-                validate_id("pool", pool)?;
+                validate_pool("pool", pool)?;
                 (pool.to_string(), None)
             }
         };

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::domain::assignment::LeadState;
-use crate::domain::lead::validate_id;
+use crate::domain::lead::{validate_id, validate_pool};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::grpc::{convert, pb};
@@ -34,13 +34,13 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AssignmentEvent, Status>
 
 fn watch_filter(msg: pb::WatchAssignmentsRequest) -> Result<crate::watch::Filter, Error> {
     for (i, p) in msg.pools.iter().enumerate() {
-        validate_id(&format!("pools[{i}]"), p)?;
+        validate_pool(&format!("pools[{i}]"), p)?;
     }
     for (i, r) in msg.rep_ids.iter().enumerate() {
         validate_id(&format!("rep_ids[{i}]"), r)?;
     }
     for p in msg.after.keys() {
-        validate_id(&format!("after[{p}]"), p)?;
+        validate_pool(&format!("after[{p}]"), p)?;
     }
     Ok(crate::watch::Filter {
         pools: msg.pools,

@@ -1,6 +1,7 @@
 //! Integration tests: a real tonic client against a server bound to 127.0.0.1:0.
 mod cli;
 mod concurrency;
+mod crm;
 mod helpers;
 mod leads;
 mod lifecycle;

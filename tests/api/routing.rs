@@ -251,6 +251,7 @@ async fn a_lead_queued_at_night_is_assigned_when_the_shift_starts() {
     assert_eq!(r.status(), pb::RoutingStatus::Queued);
     let ann = r.candidates.iter().find(|c| c.rep_id == "ann").unwrap();
     assert_eq!(ann.verdict(), pb::CandidateVerdict::OffShift);
+    let watcher = crate::crm::Watched::start(&app, crate::crm::watch_pool("default", None)).await;
     // Still queued a moment before the shift.
     clock.set("2026-11-27T08:59:00Z");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -272,4 +273,12 @@ async fn a_lead_queued_at_night_is_assigned_when_the_shift_starts() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // The watcher, started while the lead was queued, is told.
+    watcher
+        .wait(std::time::Duration::from_secs(5), |e| !e.is_empty())
+        .await;
+    let e = &watcher.events()[0];
+    assert_eq!(e.kind(), pb::AssignmentEventKind::Assigned);
+    assert_eq!((e.lead_id.as_str(), e.rep_id.as_str()), ("night", "ann"));
+    assert_eq!(e.assignment.as_ref().unwrap().rep_id, "ann");
 }

@@ -7,6 +7,7 @@ mod leads;
 mod lifecycle;
 mod model_ops;
 mod models;
+mod offer_race;
 mod race;
 mod redis_routing;
 mod redis_server;

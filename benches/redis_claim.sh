@@ -15,7 +15,8 @@ redis-server --port 0 --unixsocket "$sock" --dir "$dir" --save "" --appendonly n
 trap 'redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/claim.lua)")
+# The service prefixes each script with events.lua (event append, helpers), as here.
+claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/events.lua; echo; cat src/store/redis/claim.lua)")
 noop=$(redis-cli -s "$sock" script load "return 1")
 p='lr:{default}'
 # The pool's rep table: 20 reps in slots 0..19 (generation 1, capacity 10^9, no quota), one
@@ -53,9 +54,13 @@ rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
 }
 ping=$(rps ping)
 noop_rps=$(rps evalsha "$noop" 0)
-keys=(7 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots" "$p:gq:g" "$p:groups")
-claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct" g '["language:en"]')
-tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied" g '["language:en"]')
+keys=(11 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots" "$p:gq:g" "$p:groups"
+  "$p:events" "$p:evseq" "$p:due" "$p:held")
+# After the candidates: group, its skills, offer ms, SLA ms, event retention (count, age ms),
+# event reason, max offers. SLA_MS=300000 measures a claim that also sets a deadline.
+tail_args=(g '["language:en"]' "${OFFER_MS:-0}" "${SLA_MS:-0}" 100000 604800000 "" 3)
+claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct" "${tail_args[@]}")
+tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied" "${tail_args[@]}")
 assigned=$(redis-cli -s "$sock" eval "local t, n = redis.call('GET', KEYS[1]), 0
   for i = 0, #t / 68 - 1 do
     local _c, load = struct.unpack('$S', t, i * 68 + 1)

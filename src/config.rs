@@ -179,5 +179,29 @@ mod tests {
         assert_eq!(s.log.format, "json");
         assert_eq!(s.segments.skills_for("price_sensitive"), ["negotiation"]);
         assert_eq!(s.routing.preferred.len(), 3);
+        assert_eq!(
+            s.routing.pools["enterprise"].mode,
+            Some(crate::domain::terms::Mode::Offer)
+        );
+        assert_eq!(s.sla.first_touch_s["qualified"], 300.0);
+    }
+
+    #[test]
+    fn offer_settings_come_from_the_environment_and_are_checked() {
+        // SAFETY: a test-only variable no other test reads.
+        let set = |k: &str, v: &str| unsafe { std::env::set_var(k, v) };
+        set("LEADROUTER__ROUTING__MODE", "offer");
+        set("LEADROUTER__ROUTING__OFFER_TIMEOUT_S", "1");
+        let s = Settings::load(None);
+        set("LEADROUTER__ROUTING__OFFER_TIMEOUT_S", "0");
+        let bad = Settings::load(None);
+        unsafe {
+            std::env::remove_var("LEADROUTER__ROUTING__MODE");
+            std::env::remove_var("LEADROUTER__ROUTING__OFFER_TIMEOUT_S");
+        }
+        let s = s.unwrap();
+        assert_eq!(s.routing.mode, crate::domain::terms::Mode::Offer);
+        assert_eq!(s.routing.offer_timeout_s, 1.0);
+        assert!(bad.unwrap_err().contains("routing.offer_timeout_s"));
     }
 }

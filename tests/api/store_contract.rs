@@ -39,3 +39,67 @@ mod redis_cluster {
         (redis_store(cluster.url(), true).await, cluster)
     });
 }
+
+/// Event retention by age on every backend: after events 64 (Redis trims every 64th append),
+/// those older than the age limit are gone and the cursors left are still dense.
+mod retention {
+    use jiff::ToSpan;
+    use leadrouter::domain::event::Retention;
+    use leadrouter::store::contract::{claim, rep, t0};
+
+    use super::*;
+
+    const KEEP: Retention = Retention {
+        count: 10_000,
+        age_ms: 60_000,
+    };
+
+    async fn old_events_are_dropped_by_age(store: Arc<dyn Store>) {
+        store.upsert_rep(rep("r", 1), t0()).await.unwrap();
+        // 30 events at t0 (1 assigned, 29 queued), then 70 two minutes later.
+        for i in 0..30 {
+            claim(&*store, &format!("a{i}"), 0.5, t0()).await;
+        }
+        let later = t0() + 2.minutes();
+        for i in 0..70 {
+            claim(&*store, &format!("b{i}"), 0.5, later).await;
+        }
+        let page = store.events_after("default", 0, 1_000).await.unwrap();
+        assert_eq!(page.oldest, 31, "events older than 60 s are dropped");
+        assert_eq!(page.last, 100);
+        assert_eq!(page.events.len(), 70);
+        assert!(
+            page.events
+                .iter()
+                .all(|e| e.at_ms == later.as_millisecond())
+        );
+    }
+
+    #[tokio::test]
+    async fn on_memory() {
+        old_events_are_dropped_by_age(Arc::new(MemoryStore::default().retain(KEEP))).await;
+    }
+
+    async fn redis_with(url: String, cluster: bool) -> Arc<dyn Store> {
+        let config = RedisConfig {
+            urls: url.split(',').map(str::to_string).collect(),
+            cluster,
+            prefix: "lr".into(),
+            tls_ca_file: None,
+            retention: KEEP,
+        };
+        RedisStore::open(config).await.unwrap() as Arc<dyn Store>
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_redis() {
+        let server = RedisServer::start();
+        old_events_are_dropped_by_age(redis_with(server.url(), false).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster() {
+        let cluster = RedisCluster::start();
+        old_events_are_dropped_by_age(redis_with(cluster.url(), true).await).await;
+    }
+}

@@ -12,19 +12,22 @@ local function emit(ev, evseq, maxlen, age, now, e)
     'g', e.g or '', 'a', e.a or '', 'o', e.o or '', 'w', e.w or '', 't', now, 'd', e.d or '')
   age = tonumber(age)
   if age > 0 and seq % 64 == 0 then
+    -- IDs are dense, so the oldest entry to keep is found by bisecting on the ID (a few
+    -- one-entry reads), not by reading the stream.
     local cutoff = tonumber(now) - age
-    for _ = 1, 64 do
-      local batch = redis.call('XRANGE', ev, '-', '+', 'COUNT', 128)
-      local keep
-      for _, entry in ipairs(batch) do
-        local f = entry[2]
-        -- 't' is the 11th field pair.
-        if tonumber(f[22]) >= cutoff then keep = entry[1] break end
+    local function t_at(n)
+      local r = redis.call('XRANGE', ev, n .. '-0', '+', 'COUNT', 1)[1]
+      -- 't' is the 11th field pair.
+      return tonumber(r[2][22]), tonumber(string.match(r[1], '^(%d+)'))
+    end
+    local t, lo = t_at(0)
+    if t < cutoff then
+      local hi = seq
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if t_at(mid) >= cutoff then hi = mid else lo = mid + 1 end
       end
-      if keep then redis.call('XTRIM', ev, 'MINID', keep) break end
-      local last = tonumber(string.match(batch[#batch][1], '^(%d+)'))
-      redis.call('XTRIM', ev, 'MINID', (last + 1) .. '-0')
-      if #batch < 128 then break end
+      redis.call('XTRIM', ev, 'MINID', lo .. '-0')
     end
   end
 end

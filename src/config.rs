@@ -186,22 +186,24 @@ mod tests {
         assert_eq!(s.sla.first_touch_s["qualified"], 300.0);
     }
 
+    /// (The environment variables LEADROUTER__ROUTING__MODE / __OFFER_TIMEOUT_S are exercised
+    /// by `crm::an_unanswered_offer_expires_to_the_next_rep_within_two_seconds`, in a child
+    /// process: setting them here would race other tests' loads.)
     #[test]
-    fn offer_settings_come_from_the_environment_and_are_checked() {
-        // SAFETY: a test-only variable no other test reads.
-        let set = |k: &str, v: &str| unsafe { std::env::set_var(k, v) };
-        set("LEADROUTER__ROUTING__MODE", "offer");
-        set("LEADROUTER__ROUTING__OFFER_TIMEOUT_S", "1");
-        let s = Settings::load(None);
-        set("LEADROUTER__ROUTING__OFFER_TIMEOUT_S", "0");
-        let bad = Settings::load(None);
-        unsafe {
-            std::env::remove_var("LEADROUTER__ROUTING__MODE");
-            std::env::remove_var("LEADROUTER__ROUTING__OFFER_TIMEOUT_S");
-        }
-        let s = s.unwrap();
+    fn offer_settings_load_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[routing]\nmode = \"offer\"\noffer_timeout_s = 1\n").unwrap();
+        let s = Settings::load(Some(&f)).unwrap();
         assert_eq!(s.routing.mode, crate::domain::terms::Mode::Offer);
         assert_eq!(s.routing.offer_timeout_s, 1.0);
-        assert!(bad.unwrap_err().contains("routing.offer_timeout_s"));
+        std::fs::write(&f, "[routing]\noffer_timeout_s = 0\n").unwrap();
+        let bad = Settings::load(Some(&f)).unwrap_err();
+        assert!(bad.contains("routing.offer_timeout_s"), "{bad}");
+        std::fs::write(&f, "[routing]\nmode = \"sometimes\"\n").unwrap();
+        assert!(Settings::load(Some(&f)).is_err());
+        std::fs::write(&f, "[sla.first_touch_s]\nqualified = -5\n").unwrap();
+        let bad = Settings::load(Some(&f)).unwrap_err();
+        assert!(bad.contains("sla.first_touch_s.qualified"), "{bad}");
     }
 }

@@ -35,7 +35,9 @@ mod state;
 pub use conn::Conn;
 use directory::{Directory, watch_directory};
 use keys::PoolKeys;
-use reply::{ClaimReply, Head, Listed, Record, candidate_list, num, outcome_str, parse_outcome};
+use reply::{
+    ClaimReply, CloseReply, Head, Listed, Record, candidate_list, num, outcome_str, parse_outcome,
+};
 
 /// Helpers (event append, held-index member, load release) prepended to the scripts below.
 const PRELUDE: &str = include_str!("redis/events.lua");
@@ -422,31 +424,26 @@ impl CapacityStore for RedisStore {
             .await
             .map_err(unavailable)?;
         self.tick();
-        let closed = |r: &[String]| {
-            let mut rec = vec!["closed".to_string()];
-            rec.extend(r[1..7].iter().cloned());
-            rec.extend([String::new(), r[7].clone(), r[8].clone()]);
-            Record(rec).assignment(lead_id, &pool)
-        };
-        match r.first().map(String::as_str) {
-            Some("missing") => Err(Error::not_found("lead", lead_id)),
-            Some("conflict") => Err(Error::FailedPrecondition(format!(
-                "lead {lead_id:?} is already closed as {}",
-                r[1]
+        match CloseReply::decode(r) {
+            CloseReply::Missing => Err(Error::not_found("lead", lead_id)),
+            CloseReply::Conflict(was) => Err(Error::FailedPrecondition(format!(
+                "lead {lead_id:?} is already closed as {was}"
             ))),
-            Some("closed") => Ok(Closed {
-                assignment: closed(&r),
-                drained: vec![],
-            }),
-            Some("ok") => {
-                let assignment = closed(&r);
-                let drained = self.drain_pool(&pool, now).await?;
+            CloseReply::Closed { record, fresh } => {
+                let assignment = record.assignment(lead_id, &pool);
+                let drained = if fresh {
+                    self.drain_pool(&pool, now).await?
+                } else {
+                    vec![]
+                };
                 Ok(Closed {
                     assignment,
                     drained,
                 })
             }
-            other => Err(Error::Internal(format!("close script answered {other:?}"))),
+            CloseReply::Unknown(other) => {
+                Err(Error::Internal(format!("close script answered {other}")))
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod model_ops;
 mod models;
 mod offer_race;
 mod race;
+mod redis_crm;
 mod redis_routing;
 mod redis_server;
 mod reps;

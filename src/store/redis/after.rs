@@ -161,6 +161,8 @@ impl RedisStore {
     ) -> Result<EventPage> {
         let keys = self.pool(pool);
         type Entries = Vec<(String, Vec<(String, String)>)>;
+        // XRANGE with COUNT 0 is not "none" on every Redis version: ask for one and drop it.
+        let count = limit.max(1);
         let (first, last, entries): (Entries, Option<u64>, Entries) = redis::pipe()
             .cmd("XRANGE")
             .arg(keys.k("events"))
@@ -174,7 +176,7 @@ impl RedisStore {
             .arg(format!("{}-0", after.saturating_add(1)))
             .arg("+")
             .arg("COUNT")
-            .arg(limit)
+            .arg(count)
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -184,6 +186,7 @@ impl RedisStore {
             last: last.unwrap_or(0),
             events: entries
                 .into_iter()
+                .take(limit)
                 .filter_map(|(id, fields)| event(pool, cursor(&id)?, &fields))
                 .collect(),
         })

@@ -108,6 +108,46 @@ impl Head {
     }
 }
 
+/// What close.lua answered, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum CloseReply {
+    Missing,
+    /// Already closed with this other outcome.
+    Conflict(String),
+    /// The closed record; `fresh` unless it was closed before with the same outcome.
+    Closed {
+        record: Record,
+        fresh: bool,
+    },
+    Unknown(String),
+}
+
+impl CloseReply {
+    pub(super) fn decode(v: Vec<String>) -> CloseReply {
+        // ok|closed, rep, prob, seg, at, closed at, outcome, contacted at, breached
+        let at = |i: usize| v.get(i).cloned().unwrap_or_default();
+        let record = || {
+            let mut rec = vec!["closed".to_string()];
+            rec.extend((1..7).map(at));
+            rec.extend([String::new(), at(7), at(8)]);
+            Record(rec)
+        };
+        match v.first().map(String::as_str) {
+            Some("missing") => CloseReply::Missing,
+            Some("conflict") => CloseReply::Conflict(at(1)),
+            Some("ok") => CloseReply::Closed {
+                record: record(),
+                fresh: true,
+            },
+            Some("closed") => CloseReply::Closed {
+                record: record(),
+                fresh: false,
+            },
+            other => CloseReply::Unknown(format!("{other:?}")),
+        }
+    }
+}
+
 /// What step.lua answered, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Step {

@@ -15,11 +15,14 @@ use crate::grpc::{convert, pb};
 
 pub struct RoutingApi {
     engine: Arc<Engine>,
+    /// Follows the event logs once for every WatchAssignments of this process.
+    hub: Arc<crate::watch::Hub>,
 }
 
 impl RoutingApi {
     pub fn new(engine: Arc<Engine>) -> RoutingApi {
-        RoutingApi { engine }
+        let hub = crate::watch::Hub::new(engine.store().clone());
+        RoutingApi { engine, hub }
     }
 }
 
@@ -58,7 +61,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         req: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let filter = watch_filter(req.into_inner())?;
-        let rx = crate::watch::watch(self.engine.store().clone(), filter);
+        let rx = self.hub.watch(filter);
         let stream = ReceiverStream::new(rx).map(|r| r.map(convert::event).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }

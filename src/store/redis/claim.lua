@@ -165,11 +165,14 @@ if best then
       'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16])
   end
   redis.call('ZADD', KEYS[11], 0, held(best, id))
-  redis.call('ZREM', KEYS[10], 'o:' .. id, 's:' .. id)
+  -- A new lead has no deadline yet: two calls fewer on the SubmitLead path.
+  if mode ~= 'new' then
+    redis.call('ZREM', KEYS[10], 'o:' .. id, 's:' .. id)
+  end
   if dl ~= '' then
     redis.call('ZADD', KEYS[10], dl, (nstate == 'offered' and 'o:' or 's:') .. id)
     redis.call('HSET', KEYS[1], 'dl', dl)
-  else
+  elseif mode ~= 'new' then
     redis.call('HDEL', KEYS[1], 'dl')
   end
   if nstate == 'offered' then

@@ -370,6 +370,7 @@ async fn an_unanswered_offer_expires_to_the_next_rep_within_two_seconds() {
         ]
     );
     assert!(took < Duration::from_millis(2500), "took {took:?}");
+    eprintln!("offer expiry (1 s timeout): next OFFERED seen by the watcher {took:?} after submit");
     let g = p
         .routing()
         .get_assignment(pb::GetAssignmentRequest {

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
@@ -21,6 +19,7 @@ pub struct App {
     listener: TcpListener,
     engine: Arc<Engine>,
     settings: Settings,
+    gate: Arc<crate::auth::Gate>,
 }
 
 #[derive(serde::Deserialize)]
@@ -57,7 +56,15 @@ impl App {
             .map_err(anyhow::Error::msg)?;
         let model_path =
             Some(PathBuf::from(&settings.model.path)).filter(|p| !p.as_os_str().is_empty());
+        let model_dir = match settings.model.dir.trim() {
+            "" => None,
+            d => Some(
+                crate::model_dir::ModelDir::new(Path::new(d), settings.model.max_bytes)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+        };
         let engine = Arc::new(Engine::new(EngineParts {
+            model_dir,
             segments: settings.segments.clone(),
             routing: settings.routing.clone(),
             store,
@@ -100,10 +107,12 @@ impl App {
         let listener = TcpListener::bind(&settings.server.addr)
             .await
             .with_context(|| format!("cannot bind {}", settings.server.addr))?;
+        let gate = auth_gate(&settings, listener.local_addr()?)?;
         Ok(App {
             listener,
             engine,
             settings,
+            gate,
         })
     }
 
@@ -166,18 +175,26 @@ impl App {
             }
         };
         let addr = self.local_addr();
-        // Server::tcp_nodelay only covers sockets tonic binds itself; ours come from our own
-        // listener, so set it per connection (without it, replies of two TCP segments wait
-        // ~40 ms for a delayed ACK).
-        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
-            conn.and_then(|c| {
-                c.set_nodelay(true)?;
-                Ok(c)
-            })
-        });
+        let incoming = crate::listener::incoming(
+            self.listener,
+            crate::listener::Limits {
+                max_connections: s.max_connections,
+                preface_timeout: Duration::from_millis(s.preface_timeout_ms),
+            },
+        );
+        if !self.gate.is_open() {
+            let every = Duration::from_secs(1);
+            let path = PathBuf::from(self.settings.auth.keys_file.trim());
+            tokio::spawn(crate::auth::watch_keys(self.gate.clone(), path, every));
+        }
         let server = tonic::transport::Server::builder()
+            .layer(crate::auth::AuthLayer {
+                gate: self.gate.clone(),
+            })
             .tcp_nodelay(true)
+            .max_concurrent_streams(Some(s.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         // The model is loaded and the store answers: only now do we report SERVING.
@@ -328,4 +345,27 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The keys in force, or open mode: only on a loopback address, or with
+/// `auth.allow_anonymous`.
+fn auth_gate(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Arc<crate::auth::Gate>> {
+    let a = &settings.auth;
+    let file = a.keys_file.trim();
+    if !file.is_empty() {
+        let keys = crate::auth::read_keys(Path::new(file)).map_err(anyhow::Error::msg)?;
+        tracing::info!(keys = keys.len(), "auth: keys per role in force");
+        return Ok(crate::auth::Gate::new(Some(keys), a.open_reflection));
+    }
+    if addr.ip().is_loopback() {
+        tracing::warn!(%addr, "auth: no auth.keys_file; serving without keys on a loopback address only");
+    } else if a.allow_anonymous {
+        tracing::warn!(%addr, "auth: no auth.keys_file and auth.allow_anonymous = true: anyone who reaches this address may call everything");
+    } else {
+        anyhow::bail!(
+            "refusing to serve on {addr} without keys: set auth.keys_file (see `leadrouter keys new`), \
+             bind a loopback address, or set auth.allow_anonymous = true"
+        );
+    }
+    Ok(crate::auth::Gate::new(None, a.open_reflection))
 }

@@ -40,6 +40,41 @@ pub enum Command {
     ModelHealth(ops::HealthArgs),
     /// Drive a running server with load and print rps and latency percentiles as JSON.
     Bench(crate::loadgen::BenchArgs),
+    /// API keys: `keys new --role crm` prints a token and the line for auth.keys_file.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a new key: prints the token (give it to the client) and the [[key]] lines to
+    /// paste into auth.keys_file (which stores only the token's SHA-256).
+    New(NewKeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    /// marketing, crm, ops or admin.
+    #[arg(long)]
+    pub role: String,
+    /// A name for the key in audit logs (default: role and a timestamp).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+fn new_key(a: NewKeyArgs) -> anyhow::Result<()> {
+    let role = crate::auth::Role::parse(&a.role).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--role must be marketing, crm, ops or admin, not {:?}",
+            a.role
+        )
+    })?;
+    let id =
+        a.id.unwrap_or_else(|| format!("{}-{}", a.role, jiff::Timestamp::now().as_second()));
+    let (token, line) = crate::auth::new_key(&id, role).map_err(anyhow::Error::msg)?;
+    println!("token (give to the client; it is not stored anywhere):\n{token}\n");
+    println!("for auth.keys_file:\n{line}");
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -325,5 +360,6 @@ pub async fn run() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Keys(KeysCommand::New(a)) => new_key(a),
     }
 }

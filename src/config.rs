@@ -22,6 +22,18 @@ pub struct Settings {
     #[serde(default)]
     pub sla: SlaPolicy,
     pub events: EventSettings,
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: keys per role (see `auth.rs`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// TOML file of `[[key]]` tables (id, role, sha256 of the token); empty: no keys.
+    pub keys_file: String,
+    /// Serve without keys on a non-loopback address (never the default).
+    pub allow_anonymous: bool,
+    /// Server reflection answers without a key.
+    pub open_reflection: bool,
 }
 
 /// `[events]`: how long each pool's assignment event log keeps events for resuming watchers.
@@ -49,6 +61,12 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     pub shutdown_grace_ms: u64,
     pub stream_concurrency: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection must send its HTTP/2 preface within this long, or it is closed.
+    pub preface_timeout_ms: u64,
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +84,11 @@ pub struct ModelSettings {
     pub gate_margin: f64,
     /// Poll the live model's file this often and reload it when it changes; 0 = off.
     pub watch_ms: u64,
+    /// ReloadModel reads artifacts only from regular files under this directory; empty: only
+    /// the live model's own file (and artifacts sent in the request are refused).
+    pub dir: String,
+    /// Largest artifact ReloadModel reads or accepts.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,7 @@
 //! The engine owns the live model (swapped atomically), the rules and the store. It knows
 //! nothing of protobuf; grpc/ converts at the edge.
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use crate::domain::assignment::LeadContext;
 use crate::domain::assignment::{Assignment, LeadState, Outcome};
 use crate::domain::drift::{DriftReport, LiveDrift};
-use crate::domain::gate::{self, GateReport};
+use crate::domain::gate::GateReport;
 use crate::domain::lead::{Lead, validate_id};
-use crate::domain::model::{Artifact, Model, Score, cold_start_score};
+use crate::domain::model::{Model, Score, cold_start_score};
 use crate::domain::rep::Rep;
 use crate::domain::routing::{self, CandidateRecord, RoutingPolicy};
 use crate::domain::segment::{SegmentMatch, SegmentRules};
@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
 
 mod after;
+mod models;
+pub use models::{ModelSource, read_artifact};
 
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -109,6 +111,8 @@ pub struct EngineParts {
     pub model_path: Option<PathBuf>,
     /// Largest holdout-AUC drop a reload accepts without force.
     pub gate_margin: f64,
+    /// Where ReloadModel may read artifacts (None: only the live model's file).
+    pub model_dir: Option<crate::model_dir::ModelDir>,
     /// First-touch SLA per segment.
     pub sla: SlaPolicy,
 }
@@ -171,13 +175,6 @@ fn unroutable(mut decision: Decision, p: Prepared) -> Decision {
     decision
 }
 
-/// Reads and validates a model artifact from disk.
-pub fn read_artifact(path: &Path) -> Result<Artifact> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::ModelRejected(format!("cannot read {}: {e}", path.display())))?;
-    Artifact::from_json(&bytes)
-}
-
 impl Engine {
     pub fn new(parts: EngineParts) -> Engine {
         Engine {
@@ -207,37 +204,6 @@ impl Engine {
 
     pub fn model(&self) -> Option<Arc<LoadedModel>> {
         self.model.load_full()
-    }
-
-    /// Loads `path`, validates it, runs the promotion gate and swaps it in. In-flight requests
-    /// finish on the model they started with. On any error the live model keeps serving.
-    pub fn load_model(&self, path: &Path, force: bool) -> Result<Swap> {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let artifact = read_artifact(path)?;
-        let live = self.model.load_full();
-        let gate = gate::check(
-            live.as_deref().map(|m| m.model.artifact()),
-            &artifact,
-            self.parts.gate_margin,
-        );
-        if !gate.passed() && !force {
-            return Err(Error::ModelRejected(format!(
-                "{}; the live model keeps serving (force overrides)",
-                gate.refusals.join("; ")
-            )));
-        }
-        let new = Arc::new(LoadedModel {
-            drift: LiveDrift::new(&artifact.spec),
-            model: Model::new(artifact),
-            path: path.to_path_buf(),
-            modified,
-        });
-        let old = self.model.swap(Some(new));
-        Ok(Swap {
-            previous: old.map(|m| m.model.version().to_string()),
-            forced: !gate.passed(),
-            gate,
-        })
     }
 
     /// The live model's drift statistics (None in cold start or for artifacts without a

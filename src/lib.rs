@@ -12,13 +12,16 @@
 //! - [`outcomes`]: recorded outcomes as a training CSV.
 //! - [`app`], [`config`], [`telemetry`], [`cli`]: wiring, settings, logs and the command line.
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod listener;
 pub mod loadgen;
+pub mod model_dir;
 pub mod outcomes;
 pub mod scheduler;
 pub mod store;

@@ -17,9 +17,20 @@ pub const META_COLUMNS: [&str; 6] = [
 
 fn cell(v: &AttrValue) -> String {
     match v {
-        AttrValue::String(s) => s.clone(),
+        AttrValue::String(s) => text(s),
+        // Numbers stay numbers (a leading minus is a sign, not a formula).
         AttrValue::Number(x) => x.to_string(),
         AttrValue::Bool(b) => b.to_string(),
+    }
+}
+
+/// A text cell a spreadsheet will not run as a formula: one starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return gets a leading `'` (OWASP's advice for CSV injection).
+fn text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
     }
 }
 
@@ -41,11 +52,12 @@ pub fn write_csv(
         .collect();
     let mut w =
         csv::Writer::from_path(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    let header: Vec<&str> = META_COLUMNS
+    let header: Vec<String> = META_COLUMNS
         .iter()
         .copied()
         .chain(["outcome"])
         .chain(attrs.iter().copied())
+        .map(text)
         .collect();
     w.write_record(&header).map_err(|e| e.to_string())?;
     for r in &rows {
@@ -53,12 +65,12 @@ pub fn write_csv(
             .map(|t| t.to_string())
             .unwrap_or_default();
         let mut rec = vec![
-            r.context.lead.id.clone(),
-            r.rep_id.clone(),
+            text(&r.context.lead.id),
+            text(&r.rep_id),
             closed,
             r.context.probability.to_string(),
-            r.context.segment.clone(),
-            r.context.model_version.clone(),
+            text(&r.context.segment),
+            text(&r.context.model_version),
             r.outcome.as_str().to_string(),
         ];
         rec.extend(attrs.iter().map(|a| {
@@ -73,4 +85,46 @@ pub fn write_csv(
     }
     w.flush().map_err(|e| e.to_string())?;
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::context;
+
+    #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        let mut ctx = context("=cmd|' /C calc'!A0", 0.5);
+        let attrs = &mut ctx.lead.attributes;
+        attrs.insert(
+            "link".into(),
+            AttrValue::String("=HYPERLINK(\"http://x\")".into()),
+        );
+        attrs.insert("plus".into(), AttrValue::String("+1+2".into()));
+        attrs.insert("at".into(), AttrValue::String("@SUM(A1)".into()));
+        attrs.insert("tab".into(), AttrValue::String("\tx".into()));
+        attrs.insert("rate".into(), AttrValue::Number(-1.8));
+        attrs.insert("job".into(), AttrValue::String("admin.".into()));
+        let rec = OutcomeRecord {
+            context: ctx,
+            rep_id: "-rep".into(),
+            outcome: Outcome::Won,
+            closed_at_ms: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.csv");
+        assert_eq!(write_csv(&[rec], &out, false).unwrap(), 1);
+        let mut r = csv::Reader::from_path(&out).unwrap();
+        let header = r.headers().unwrap().clone();
+        let row = r.records().next().unwrap().unwrap();
+        let get = |name: &str| row[header.iter().position(|h| h == name).unwrap()].to_string();
+        assert_eq!(get("_lead_id"), "'=cmd|' /C calc'!A0");
+        assert_eq!(get("_rep_id"), "'-rep");
+        assert_eq!(get("link"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(get("plus"), "'+1+2");
+        assert_eq!(get("at"), "'@SUM(A1)");
+        assert_eq!(get("tab"), "'\tx");
+        assert_eq!(get("rate"), "-1.8");
+        assert_eq!(get("job"), "admin.");
+    }
 }

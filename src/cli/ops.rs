@@ -34,7 +34,8 @@ pub struct PromoteArgs {
     /// gRPC address of the running server, e.g. http://127.0.0.1:50051.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// Artifact path as the server sees it.
+    /// Artifact file, read here and sent in the request (the server keeps it in its
+    /// model.dir). With auth on, $LEADROUTER_TOKEN holds an ops or admin key.
     #[arg(long)]
     pub model: PathBuf,
     /// Swap even if the gate refuses (rollback to an older model, new feature set).
@@ -127,15 +128,31 @@ async fn client(
     Ok(pb::model_service_client::ModelServiceClient::new(channel))
 }
 
+/// A request carrying $LEADROUTER_TOKEN (when set) as `authorization: Bearer`.
+fn authed<T>(msg: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(token) = std::env::var("LEADROUTER_TOKEN") {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| anyhow::anyhow!("LEADROUTER_TOKEN is not a valid header value"))?;
+        req.metadata_mut().insert("authorization", value);
+    }
+    Ok(req)
+}
+
 /// ReloadModel with the gate; prints the gate's figures as JSON.
 pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
-    let path = std::path::absolute(&args.model).unwrap_or(args.model.clone());
+    // The artifact travels in the request: the server reads nothing outside its model.dir,
+    // and the file may live on the operator's machine.
+    let artifact = crate::model_dir::read_regular(&args.model, 256 << 20)
+        .with_context(|| format!("cannot read {}", args.model.display()))?;
     let resp = client(&args.server)
         .await?
-        .reload_model(pb::ReloadModelRequest {
-            path: path.to_string_lossy().into_owned(),
+        .reload_model(authed(pb::ReloadModelRequest {
+            path: String::new(),
             force: args.force,
-        })
+            artifact,
+        })?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
@@ -154,7 +171,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
 pub async fn model_health(args: HealthArgs) -> anyhow::Result<()> {
     let h = client(&args.server)
         .await?
-        .get_model_health(pb::GetModelHealthRequest {})
+        .get_model_health(authed(pb::GetModelHealthRequest {})?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();

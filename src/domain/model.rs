@@ -95,6 +95,24 @@ pub struct Artifact {
     pub drift: Option<DriftReference>,
 }
 
+/// "not a valid artifact" with where and what kind of fault, never an excerpt: serde's own
+/// messages quote the input ("invalid type: string \"s3cr3t\""), and the input may be a file
+/// the caller should not read.
+fn invalid_json(e: &serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not JSON",
+        Category::Data => "JSON of the wrong shape",
+        Category::Eof => "truncated",
+    };
+    Error::ModelRejected(format!(
+        "not a valid artifact: {what} at line {} column {}",
+        e.line(),
+        e.column()
+    ))
+}
+
 impl Artifact {
     /// The content hash: sha256 over the JSON of the artifact with an empty version, 16 hex chars.
     pub fn content_hash(&self) -> String {
@@ -119,8 +137,7 @@ impl Artifact {
         struct Probe {
             format_version: Option<u32>,
         }
-        let probe: Probe = serde_json::from_slice(bytes)
-            .map_err(|e| Error::ModelRejected(format!("not a JSON model artifact: {e}")))?;
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
         match probe.format_version {
             Some(FORMAT_VERSION) => {}
             Some(v) => {
@@ -130,8 +147,7 @@ impl Artifact {
             }
             None => return Err(Error::ModelRejected("format_version is missing".into())),
         }
-        let a: Artifact = serde_json::from_slice(bytes)
-            .map_err(|e| Error::ModelRejected(format!("malformed artifact: {e}")))?;
+        let a: Artifact = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
         a.validate()?;
         Ok(a)
     }
@@ -491,7 +507,13 @@ pub(crate) mod tests {
             .to_string();
         assert!(err.contains("format_version 2"), "{err}");
         let err = Artifact::from_json(b"{not json").unwrap_err().to_string();
-        assert!(err.contains("not a JSON"), "{err}");
+        assert!(err.contains("not a valid artifact: not JSON"), "{err}");
+        // serde would quote the offending value; the message must not.
+        let err = Artifact::from_json(b"\"s3cr3t-api-token-123\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid artifact"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

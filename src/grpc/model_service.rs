@@ -1,10 +1,10 @@
 //! ModelService: ops read the live model and swap in a new one.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, ModelSource};
+use crate::error::Error;
 use crate::grpc::{convert, pb};
 
 pub struct ModelApi {
@@ -33,17 +33,21 @@ impl pb::model_service_server::ModelService for ModelApi {
         req: Request<pb::ReloadModelRequest>,
     ) -> Result<Response<pb::ReloadModelResponse>, Status> {
         let msg = req.into_inner();
-        let path = if msg.path.is_empty() {
-            self.engine.model_path().ok_or_else(|| {
-                crate::error::Error::invalid("path", "is required: no model path is configured")
-            })?
-        } else {
-            PathBuf::from(msg.path)
+        let source = match (msg.path.is_empty(), msg.artifact.is_empty()) {
+            (true, true) => ModelSource::Live,
+            (false, true) => ModelSource::Path(msg.path),
+            (true, false) => ModelSource::Bytes(msg.artifact),
+            (false, false) => {
+                return Err(
+                    Error::invalid("artifact", "give a path or an artifact, not both").into(),
+                );
+            }
         };
         let engine = self.engine.clone();
         let force = msg.force;
-        // Reading and hashing a file is blocking work; keep it off the async workers.
-        let swap = tokio::task::spawn_blocking(move || engine.load_model(&path, force))
+        // Reading and hashing a file is blocking work; keep it off the async workers. Only
+        // regular files are opened (never a FIFO or device), so the read cannot hang.
+        let swap = tokio::task::spawn_blocking(move || engine.reload(source, force))
             .await
             .map_err(|e| Status::internal(format!("model load task failed: {e}")))?
             .inspect_err(|e| tracing::warn!(error = %e, "ReloadModel refused"))?;

@@ -101,8 +101,9 @@ async fn train_evaluate_reload_round_trip() {
     let err = app
         .models()
         .reload_model(pb::ReloadModelRequest {
-            path: o.into(),
+            path: String::new(),
             force: false,
+            artifact: std::fs::read(o).unwrap(),
         })
         .await
         .unwrap_err();
@@ -121,8 +122,9 @@ async fn train_evaluate_reload_round_trip() {
     let resp = app
         .models()
         .reload_model(pb::ReloadModelRequest {
-            path: o.into(),
+            path: String::new(),
             force: true,
+            artifact: std::fs::read(o).unwrap(),
         })
         .await
         .unwrap()

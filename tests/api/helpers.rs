@@ -27,9 +27,18 @@ pub fn friday() -> jiff::Timestamp {
 
 pub struct TestApp {
     pub channel: Channel,
+    pub addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A fresh directory (kept for the test run) holding a copy of the shipped model, for
+/// `model.dir`: artifacts sent to ReloadModel are kept there, never in the repository.
+pub fn model_dir() -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(shipped_model(), dir.join("bank-default.json")).unwrap();
+    dir
 }
 
 /// Settings for tests: free port, shipped model, no reps unless a test adds them.
@@ -37,6 +46,7 @@ pub fn test_settings() -> Settings {
     let mut s = Settings::load(None).unwrap();
     s.server.addr = "127.0.0.1:0".into();
     s.model.path = shipped_model().display().to_string();
+    s.model.dir = model_dir().display().to_string();
     s.reps.file = String::new();
     s.server.shutdown_grace_ms = 2000;
     s
@@ -94,6 +104,7 @@ pub async fn spawn_with_clock(settings: Settings, clock: leadrouter::engine::Clo
         .expect("connects");
     TestApp {
         channel,
+        addr,
         engine,
         stop: Some(tx),
         handle: Some(handle),
@@ -335,6 +346,7 @@ impl Process {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
         cmd.arg("serve")
             .current_dir(repo_path(""))
+            .env("LEADROUTER__MODEL__DIR", model_dir())
             .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
             .env("LEADROUTER__LOG__FORMAT", "json")
             .env_remove("RUST_LOG")
@@ -399,6 +411,19 @@ impl Process {
                 return Some(v);
             }
         }
+    }
+
+    /// Every log line received within `within` from now (and not taken by `wait_for_log`).
+    pub fn logs_for(&self, within: std::time::Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        let rx = self.logs.lock().unwrap();
+        let mut out = Vec::new();
+        while let Ok(l) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            out.push(l);
+        }
+        out
     }
 
     /// Sends a signal by name (e.g. "HUP") with kill(1).

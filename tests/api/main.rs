@@ -1,10 +1,12 @@
 //! Integration tests: a real tonic client against a server bound to 127.0.0.1:0.
+mod auth;
 mod cli;
 mod concurrency;
 mod crm;
 mod helpers;
 mod leads;
 mod lifecycle;
+mod limits;
 mod model_ops;
 mod models;
 mod offer_race;

@@ -12,11 +12,13 @@ use crate::helpers::*;
 use crate::models::variant_model;
 use crate::redis_server::RedisServer;
 
+/// ReloadModel with the artifact in the request (the file may be anywhere).
 async fn reload(app: &TestApp, path: &std::path::Path, force: bool) -> pb::ReloadModelResponse {
     app.models()
         .reload_model(pb::ReloadModelRequest {
-            path: path.to_str().unwrap().into(),
+            path: String::new(),
             force,
+            artifact: std::fs::read(path).unwrap(),
         })
         .await
         .unwrap()
@@ -235,8 +237,9 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     let (variant, v) = variant_model(dir.path(), 0.0001);
     p.models()
         .reload_model(pb::ReloadModelRequest {
-            path: variant.to_str().unwrap().into(),
+            path: String::new(),
             force: false,
+            artifact: std::fs::read(&variant).unwrap(),
         })
         .await
         .unwrap();

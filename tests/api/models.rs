@@ -20,6 +20,7 @@ async fn reload(app: &TestApp, path: &str) -> Result<pb::ReloadModelResponse, to
         .reload_model(pb::ReloadModelRequest {
             path: path.into(),
             force: false,
+            artifact: vec![],
         })
         .await
         .map(|r| r.into_inner())
@@ -72,8 +73,10 @@ async fn get_model_describes_the_live_artifact() {
 
 #[tokio::test]
 async fn reload_swaps_and_bad_artifacts_keep_the_old_model() {
-    let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings();
+    settings.model.dir = dir.path().display().to_string();
+    let app = spawn_with(settings).await;
     let old = scored_version(&app).await;
     let (path, version) = variant_model(dir.path(), 0.5);
     let r = reload(&app, path.to_str().unwrap()).await.unwrap();
@@ -98,7 +101,9 @@ async fn reload_swaps_and_bad_artifacts_keep_the_old_model() {
     let e = reload(&app, bad.to_str().unwrap()).await.unwrap_err();
     assert!(e.message().contains("content hash"), "{e:?}");
     let e = reload(&app, "/no/such/model.json").await.unwrap_err();
-    assert!(e.message().contains("cannot read"), "{e:?}");
+    assert!(e.message().contains("not under model.dir"), "{e:?}");
+    let e = reload(&app, "no-such-model.json").await.unwrap_err();
+    assert!(e.message().contains("no artifact"), "{e:?}");
     assert_eq!(
         scored_version(&app).await,
         version,
@@ -144,9 +149,7 @@ async fn without_a_model_leads_get_the_base_rate_and_still_route() {
     assert!(health.cold_start && !health.loaded, "{health:?}");
     assert_eq!(health.model_version, "cold-start");
     assert_invalid(reload(&app, "").await, "path");
-    let r = reload(&app, shipped_model().to_str().unwrap())
-        .await
-        .unwrap();
+    let r = reload(&app, "bank-default.json").await.unwrap();
     assert_eq!(r.previous_version, "");
     assert!(
         !submit(&app, good_lead("l2"))
@@ -156,4 +159,88 @@ async fn without_a_model_leads_get_the_base_rate_and_still_route() {
             .unwrap()
             .cold_start
     );
+}
+
+/// The probe from issue 11: ReloadModel cannot read outside model.dir, never echoes a file's
+/// content, cannot be tied up by a FIFO or a device, and the same refusal comes back whether
+/// or not a path outside exists.
+#[tokio::test]
+async fn reload_reads_only_regular_files_under_model_dir_and_echoes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings();
+    settings.model.dir = dir.path().display().to_string();
+    let app = spawn_with(settings).await;
+    let live = scored_version(&app).await;
+    let secret = "s3cr3t-api-token-123";
+    std::fs::write(dir.path().join("secret.json"), format!("\"{secret}\"")).unwrap();
+    std::fs::write(dir.path().join("plain.txt"), secret).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.json"), secret).unwrap();
+    let existing = outside.path().join("x.json");
+    let missing = outside.path().join("nope.json");
+    let up = format!("{}/../../etc/passwd", dir.path().display());
+    let e_existing = reload(&app, existing.to_str().unwrap()).await.unwrap_err();
+    let e_missing = reload(&app, missing.to_str().unwrap()).await.unwrap_err();
+    assert_eq!(
+        e_existing.message(),
+        e_missing.message(),
+        "no existence oracle"
+    );
+    for p in [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/proc/self/environ",
+        "../../etc/passwd",
+        &up,
+    ] {
+        let e = reload(&app, p).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{p}");
+        assert!(
+            e.message().contains("not under model.dir") || e.message().contains("`..`"),
+            "{p}: {e:?}"
+        );
+        assert!(!e.message().contains("root:"), "{p}: {e:?}");
+    }
+    for name in ["secret.json", "plain.txt"] {
+        let e = reload(&app, name).await.unwrap_err();
+        assert!(e.message().contains("not a valid artifact"), "{e:?}");
+        assert!(!e.message().contains(secret), "{name} echoed: {e:?}");
+    }
+    let fifo = dir.path().join("pipe.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.json")).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..600 {
+        let e = reload(&app, "pipe.json").await.unwrap_err();
+        assert!(e.message().contains("not a regular file"), "{e:?}");
+    }
+    let e = reload(&app, "zero.json").await.unwrap_err();
+    assert!(e.message().contains("not under model.dir"), "{e:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "FIFO reloads must not block"
+    );
+    // An artifact in the request body: too big, or not an artifact, is refused the same way.
+    let e = app
+        .models()
+        .reload_model(pb::ReloadModelRequest {
+            path: String::new(),
+            force: false,
+            artifact: format!("\"{secret}\"").into_bytes(),
+        })
+        .await
+        .unwrap_err();
+    assert!(!e.message().contains(secret), "{e:?}");
+    assert_eq!(
+        scored_version(&app).await,
+        live,
+        "the live model kept serving"
+    );
+    app.stop().await.unwrap();
 }

@@ -395,7 +395,7 @@ async fn redis_auth_is_used_from_the_url() {
         contract::claim(&*store, "l", 0.5, contract::t0()).await,
         Claim::Assigned { .. }
     ));
-    let bad = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let bad = format!("redis://:WrongPassw0rd@127.0.0.1:{}", server.port);
     let config = leadrouter::store::redis::RedisConfig {
         urls: vec![bad],
         cluster: false,
@@ -408,6 +408,8 @@ async fn redis_auth_is_used_from_the_url() {
         .err()
         .expect("a wrong password is refused");
     assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("WrongPassw0rd"), "the password leaked: {err}");
+    assert!(err.contains(":***@"), "{err}");
 }
 
 /// rediss:// with AUTH, the server's certificate checked against a CA given in config.

@@ -83,3 +83,34 @@ impl ConnectionLike for Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod redact_tests {
+    use crate::store::redis::redact;
+
+    #[test]
+    fn passwords_never_survive() {
+        let cases = [
+            (
+                "redis://:WrongPassw0rd@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "rediss://user:p%40ss@host:6380",
+                "rediss://user:***@host:6380",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "[\"redis://:a@h:1\", \"redis://:b@h:2\"]",
+                "[\"redis://:***@h:1\", \"redis://:***@h:2\"]",
+            ),
+            (
+                "redis+unix:///run/r.sock?pass=hunter2&db=1",
+                "redis+unix:///run/r.sock?pass=***&db=1",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact(input), want, "{input}");
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub struct App {
     engine: Arc<Engine>,
     settings: Settings,
     gate: Arc<crate::auth::Gate>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -108,11 +109,13 @@ impl App {
             .await
             .with_context(|| format!("cannot bind {}", settings.server.addr))?;
         let gate = auth_gate(&settings, listener.local_addr()?)?;
+        let tls = tls(&settings.server)?;
         Ok(App {
             listener,
             engine,
             settings,
             gate,
+            tls,
         })
     }
 
@@ -175,12 +178,16 @@ impl App {
             }
         };
         let addr = self.local_addr();
+        if let Some(tls) = &self.tls {
+            tokio::spawn(crate::tls::watch(tls.clone(), Duration::from_secs(1)));
+        }
         let incoming = crate::listener::incoming(
             self.listener,
             crate::listener::Limits {
                 max_connections: s.max_connections,
                 preface_timeout: Duration::from_millis(s.preface_timeout_ms),
             },
+            self.tls.clone(),
         );
         if !self.gate.is_open() {
             let every = Duration::from_secs(1);
@@ -368,4 +375,26 @@ fn auth_gate(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Arc<crate:
         );
     }
     Ok(crate::auth::Gate::new(None, a.open_reflection))
+}
+
+/// TLS when `server.tls_cert` and `server.tls_key` are set (both or neither).
+fn tls(s: &crate::config::ServerSettings) -> anyhow::Result<Option<Arc<crate::tls::Tls>>> {
+    let (cert, key, ca) = (s.tls_cert.trim(), s.tls_key.trim(), s.tls_client_ca.trim());
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) if ca.is_empty() => Ok(None),
+        (true, true) => {
+            anyhow::bail!("server.tls_client_ca needs server.tls_cert and server.tls_key")
+        }
+        (false, false) => {
+            let files = crate::tls::TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: Some(ca).filter(|c| !c.is_empty()).map(Into::into),
+            };
+            let t = crate::tls::Tls::new(files).map_err(anyhow::Error::msg)?;
+            tracing::info!(mutual = !ca.is_empty(), "TLS on the gRPC port");
+            Ok(Some(Arc::new(t)))
+        }
+        _ => anyhow::bail!("set both server.tls_cert and server.tls_key, or neither"),
+    }
 }

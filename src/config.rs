@@ -67,6 +67,11 @@ pub struct ServerSettings {
     pub preface_timeout_ms: u64,
     /// Concurrent HTTP/2 streams (calls) per connection.
     pub max_concurrent_streams: u32,
+    /// PEM certificate chain and private key: TLS on the gRPC port (re-read when they change).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// PEM CA: clients must present a certificate it signed (mutual TLS).
+    pub tls_client_ca: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -26,6 +26,7 @@ pub mod outcomes;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod training;
 pub mod watch;
 

@@ -1,7 +1,8 @@
 //! Accepted connections, with limits: at most `server.max_connections` at once (further
-//! clients wait in the kernel's backlog), the HTTP/2 preface within
-//! `server.preface_timeout_ms` (a socket that never speaks is closed), and no busy loop when
-//! accept fails (out of file descriptors): it backs off.
+//! clients wait in the kernel's backlog), the TLS handshake (when on) and the HTTP/2 preface
+//! each within `server.preface_timeout_ms` (a socket that never speaks is closed), and no busy
+//! loop when accept fails (out of file descriptors): it backs off. Handshakes run in their own
+//! tasks, so a slow one never holds up the accept loop.
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,39 +27,72 @@ pub struct Limits {
 
 /// One accepted connection; holds its slot until dropped.
 pub struct Conn {
-    inner: TcpStream,
+    io: Io,
     _slot: OwnedSemaphorePermit,
     /// Until the first bytes arrive: the deadline for them.
     preface: Option<Pin<Box<Sleep>>>,
 }
 
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// The accept loop as a stream for `serve_with_incoming`.
-pub fn incoming(listener: TcpListener, limits: Limits) -> impl Stream<Item = io::Result<Conn>> {
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> impl Stream<Item = io::Result<Conn>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    futures::stream::unfold(
-        (listener, slots, limits),
-        |(listener, slots, limits)| async move {
-            let slot = slots.clone().acquire_owned().await.ok()?;
-            loop {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    tokio::spawn(async move {
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let tcp = loop {
                 match listener.accept().await {
-                    Ok((s, _)) => {
-                        // Replies of two TCP segments would otherwise wait ~40 ms for an ACK.
-                        let _ = s.set_nodelay(true);
-                        let conn = Conn {
-                            inner: s,
-                            _slot: slot,
-                            preface: Some(Box::pin(tokio::time::sleep(limits.preface_timeout))),
-                        };
-                        return Some((Ok(conn), (listener, slots, limits)));
-                    }
+                    Ok((s, _)) => break s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed; backing off");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 }
+            };
+            if tx.is_closed() {
+                return;
             }
-        },
-    )
+            // Replies of two TCP segments would otherwise wait ~40 ms for an ACK.
+            let _ = tcp.set_nodelay(true);
+            let (tx, tls) = (tx.clone(), tls.clone());
+            tokio::spawn(async move {
+                let io = match tls {
+                    None => Io::Plain(tcp),
+                    Some(t) => {
+                        let hs = t.acceptor.accept(tcp);
+                        match tokio::time::timeout(limits.preface_timeout, hs).await {
+                            Ok(Ok(s)) => Io::Tls(Box::new(s)),
+                            // A failed or slow handshake (say, plaintext on a TLS port) just
+                            // closes the socket.
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                };
+                let conn = Conn {
+                    io,
+                    _slot: slot,
+                    preface: Some(Box::pin(tokio::time::sleep(limits.preface_timeout))),
+                };
+                let _ = tx.send(Ok(conn)).await;
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 impl AsyncRead for Conn {
@@ -69,7 +103,11 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let me = &mut *self;
-        match Pin::new(&mut me.inner).poll_read(cx, buf) {
+        let polled = match &mut me.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        match polled {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
                     me.preface = None;
@@ -95,21 +133,37 @@ impl AsyncRead for Conn {
 
 use std::future::Future;
 
+/// Runs `$e` on the connection's stream, plain or TLS.
+macro_rules! on_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.io {
+            Io::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Io::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        on_io!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        on_io!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        on_io!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -117,11 +171,14 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        on_io!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -129,6 +186,9 @@ impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
+        match &self.io {
+            Io::Plain(s) => s.connect_info(),
+            Io::Tls(s) => s.get_ref().0.connect_info(),
+        }
     }
 }

@@ -85,6 +85,16 @@ impl TestClock {
 }
 
 pub async fn spawn_with_clock(settings: Settings, clock: leadrouter::engine::Clock) -> TestApp {
+    spawn_inner(settings, clock).await
+}
+
+/// A server with TLS on: `channel` is a lazy plaintext channel (tests make their own TLS ones).
+pub async fn spawn_with_tls(settings: Settings) -> TestApp {
+    spawn_inner(settings, Arc::new(friday)).await
+}
+
+async fn spawn_inner(settings: Settings, clock: leadrouter::engine::Clock) -> TestApp {
+    let tls = !settings.server.tls_cert.is_empty();
     if std::env::var_os("TEST_LOG").is_some() {
         leadrouter::telemetry::init(&settings.log);
     }
@@ -97,11 +107,12 @@ pub async fn spawn_with_clock(settings: Settings, clock: leadrouter::engine::Clo
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connects");
+    let endpoint = Channel::from_shared(format!("http://{addr}")).unwrap();
+    let channel = if tls {
+        endpoint.connect_lazy()
+    } else {
+        endpoint.connect().await.expect("connects")
+    };
     TestApp {
         channel,
         addr,
@@ -152,6 +163,10 @@ impl Clients for Process {
 }
 
 impl TestApp {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// Stops the server and waits for it to finish draining.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop.take() {

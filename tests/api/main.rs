@@ -18,3 +18,4 @@ mod reps;
 mod routing;
 mod runbook;
 mod store_contract;
+mod tls;

@@ -362,7 +362,12 @@ fn auth_gate(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Arc<crate:
     if !file.is_empty() {
         let keys = crate::auth::read_keys(Path::new(file)).map_err(anyhow::Error::msg)?;
         tracing::info!(keys = keys.len(), "auth: keys per role in force");
-        return Ok(crate::auth::Gate::new(Some(keys), a.open_reflection));
+        return Ok(crate::auth::Gate::with_rates(
+            Some(keys),
+            a.open_reflection,
+            a.rate_per_s,
+            a.burst_s,
+        ));
     }
     if addr.ip().is_loopback() {
         tracing::warn!(%addr, "auth: no auth.keys_file; serving without keys on a loopback address only");

@@ -172,18 +172,85 @@ fn changes_state(path: &str) -> bool {
     )
 }
 
-/// The keys in force (None: open, loopback only) and the reflection policy.
+/// Requests per second (sustained) and burst allowed per key, by role; 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+pub struct RoleRates {
+    pub marketing: f64,
+    pub crm: f64,
+    pub ops: f64,
+    pub admin: f64,
+}
+
+impl RoleRates {
+    fn of(&self, r: Role) -> f64 {
+        match r {
+            Role::Marketing => self.marketing,
+            Role::Crm => self.crm,
+            Role::Ops => self.ops,
+            Role::Admin => self.admin,
+        }
+    }
+}
+
+/// A token bucket: `rate` per second, holding at most `burst`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+/// The keys in force (None: open, loopback only), the reflection policy and the per-key
+/// request rates.
 pub struct Gate {
     keys: ArcSwap<Option<Keys>>,
     open_reflection: bool,
+    rates: RoleRates,
+    /// Burst = rate x this many seconds.
+    burst_s: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
 }
 
 impl Gate {
     pub fn new(keys: Option<Keys>, open_reflection: bool) -> Arc<Gate> {
+        Gate::with_rates(keys, open_reflection, RoleRates::default(), 1.0)
+    }
+
+    pub fn with_rates(
+        keys: Option<Keys>,
+        open_reflection: bool,
+        rates: RoleRates,
+        burst_s: f64,
+    ) -> Arc<Gate> {
         Arc::new(Gate {
             keys: ArcSwap::from_pointee(keys),
             open_reflection,
+            rates,
+            burst_s: burst_s.max(0.001),
+            buckets: Default::default(),
         })
+    }
+
+    /// Takes one request from the caller's bucket; false when it is empty.
+    fn admit(&self, c: &Caller) -> bool {
+        let rate = self.rates.of(c.role);
+        if rate <= 0.0 {
+            return true;
+        }
+        let burst = (rate * self.burst_s).max(1.0);
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets.entry(c.key_id.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -220,6 +287,13 @@ impl Gate {
             return Err(Status::permission_denied(format!(
                 "{path} needs role {} (this key is {})",
                 want.join(" or "),
+                caller.role.as_str()
+            )));
+        }
+        if !self.admit(&caller) {
+            return Err(Status::resource_exhausted(format!(
+                "key {:?} is over its request rate (auth.rate_per_s.{}); retry later",
+                caller.key_id,
                 caller.role.as_str()
             )));
         }
@@ -407,6 +481,37 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn each_key_has_its_own_bucket() {
+        let (a, la) = new_key("a", Role::Crm).unwrap();
+        let (b, lb) = new_key("b", Role::Crm).unwrap();
+        let rates = RoleRates {
+            crm: 10.0,
+            ..RoleRates::default()
+        };
+        let gate = Gate::with_rates(
+            Some(Keys::parse(&format!("{la}{lb}")).unwrap()),
+            true,
+            rates,
+            1.0,
+        );
+        let path = "/leadrouter.v1.RoutingService/GetAssignment";
+        let ok = (0..30)
+            .filter(|_| gate.check(path, &headers(Some(&a))).is_ok())
+            .count();
+        assert!((10..=11).contains(&ok), "burst of 10, got {ok}");
+        let e = gate.check(path, &headers(Some(&a))).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(e.message().contains("auth.rate_per_s.crm"), "{e:?}");
+        // Another key is not slowed by the first.
+        assert!(gate.check(path, &headers(Some(&b))).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(
+            gate.check(path, &headers(Some(&a))).is_ok(),
+            "refills at 10/s"
+        );
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct AuthSettings {
     pub allow_anonymous: bool,
     /// Server reflection answers without a key.
     pub open_reflection: bool,
+    /// Requests per second per key, by role (0: unlimited); RESOURCE_EXHAUSTED past it.
+    pub rate_per_s: crate::auth::RoleRates,
+    /// A key may burst to rate x burst_s requests.
+    pub burst_s: f64,
 }
 
 /// `[events]`: how long each pool's assignment event log keeps events for resuming watchers.

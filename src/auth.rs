@@ -5,7 +5,8 @@
 //! request's token is hashed and compared with every key in constant time. Roles:
 //! `marketing` (LeadService), `crm` (RoutingService, reading reps), `ops` (ModelService,
 //! RepService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
-//! off, answer without a key. The file is re-read when it changes.
+//! off, answer without a key. The file is re-read when it changes. The caller is put in the
+//! request's extensions for the audit trail (`grpc/audit.rs`).
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -153,23 +154,6 @@ fn needs(path: &str, open_reflection: bool) -> Option<&'static [Role]> {
         "leadrouter.v1.RepService" | "leadrouter.v1.ModelService" => Some(&[Ops, Admin]),
         _ => Some(&[Marketing, Crm, Ops, Admin]),
     }
-}
-
-/// Methods that change state: one audit line each.
-fn changes_state(path: &str) -> bool {
-    let method = path.rsplit('/').next().unwrap_or("");
-    matches!(
-        method,
-        "UpsertRep"
-            | "DeleteRep"
-            | "SetAvailability"
-            | "ReloadModel"
-            | "ReassignLead"
-            | "CloseAssignment"
-            | "AcceptLead"
-            | "DeclineLead"
-            | "MarkContacted"
-    )
 }
 
 /// Requests per second (sustained) and burst allowed per key, by role; 0 = unlimited.
@@ -370,23 +354,8 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_string();
-        match self.gate.check(&path, req.headers()) {
+        match self.gate.check(req.uri().path(), req.headers()) {
             Ok(caller) => {
-                if changes_state(&path) {
-                    let peer = req
-                        .extensions()
-                        .get::<tonic::transport::server::TcpConnectInfo>()
-                        .and_then(|c| c.remote_addr());
-                    tracing::info!(
-                        target: "audit",
-                        method = %path,
-                        key = caller.as_ref().map_or("-", |c| c.key_id.as_str()),
-                        role = caller.as_ref().map_or("open", |c| c.role.as_str()),
-                        peer = ?peer,
-                        "state-changing call"
-                    );
-                }
                 if let Some(c) = caller {
                     req.extensions_mut().insert(c);
                 }

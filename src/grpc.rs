@@ -5,6 +5,7 @@ use tonic::service::Routes;
 
 use crate::engine::Engine;
 
+mod audit;
 pub mod convert;
 mod lead_service;
 mod model_service;

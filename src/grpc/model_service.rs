@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, ModelSource};
 use crate::error::Error;
-use crate::grpc::{convert, pb};
+use crate::grpc::{audit, convert, pb};
 
 pub struct ModelApi {
     engine: Arc<Engine>,
@@ -32,7 +32,35 @@ impl pb::model_service_server::ModelService for ModelApi {
         &self,
         req: Request<pb::ReloadModelRequest>,
     ) -> Result<Response<pb::ReloadModelResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
+        let what = format!(
+            "path {:?} artifact {} bytes force {}",
+            msg.path,
+            msg.artifact.len(),
+            msg.force
+        );
+        let result = self.reload(msg).await;
+        audit::record(&who, "ReloadModel", &what, result)
+    }
+
+    async fn get_model_health(
+        &self,
+        _req: Request<pb::GetModelHealthRequest>,
+    ) -> Result<Response<pb::ModelHealth>, Status> {
+        let health = match self.engine.drift() {
+            Some((m, report)) => convert::model_health(Some(&m), Some(&report)),
+            None => convert::model_health(self.engine.model().as_deref(), None),
+        };
+        Ok(Response::new(health))
+    }
+}
+
+impl ModelApi {
+    async fn reload(
+        &self,
+        msg: pb::ReloadModelRequest,
+    ) -> Result<Response<pb::ReloadModelResponse>, Status> {
         let source = match (msg.path.is_empty(), msg.artifact.is_empty()) {
             (true, true) => ModelSource::Live,
             (false, true) => ModelSource::Path(msg.path),
@@ -63,16 +91,5 @@ impl pb::model_service_server::ModelService for ModelApi {
             previous_version: swap.previous.clone().unwrap_or_default(),
             gate: Some(convert::gate_result(&swap)),
         }))
-    }
-
-    async fn get_model_health(
-        &self,
-        _req: Request<pb::GetModelHealthRequest>,
-    ) -> Result<Response<pb::ModelHealth>, Status> {
-        let health = match self.engine.drift() {
-            Some((m, report)) => convert::model_health(Some(&m), Some(&report)),
-            None => convert::model_health(self.engine.model().as_deref(), None),
-        };
-        Ok(Response::new(health))
     }
 }

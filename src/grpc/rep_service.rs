@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
-use crate::grpc::{convert, pb};
+use crate::grpc::{audit, convert, pb};
 
 pub struct RepApi {
     engine: Arc<Engine>,
@@ -22,12 +22,24 @@ impl pb::rep_service_server::RepService for RepApi {
         &self,
         req: Request<pb::UpsertRepRequest>,
     ) -> Result<Response<pb::UpsertRepResponse>, Status> {
-        let rep = convert::rep(req.into_inner().rep)?;
-        let (status, drained) = self.engine.upsert_rep(rep).await?;
-        Ok(Response::new(pb::UpsertRepResponse {
-            rep: Some(convert::rep_status(status)),
-            drained: convert::assignments(drained),
-        }))
+        let who = audit::who(&req);
+        let msg = req.into_inner().rep;
+        let what = msg.as_ref().map_or(String::new(), |r| {
+            format!(
+                "rep {:?} pool {:?} capacity {} active {}",
+                r.id, r.pool, r.capacity, r.active
+            )
+        });
+        let result = async {
+            let rep = convert::rep(msg)?;
+            let (status, drained) = self.engine.upsert_rep(rep).await?;
+            Ok(Response::new(pb::UpsertRepResponse {
+                rep: Some(convert::rep_status(status)),
+                drained: convert::assignments(drained),
+            }))
+        }
+        .await;
+        audit::record(&who, "UpsertRep", &what, result)
     }
 
     async fn get_rep(
@@ -54,19 +66,28 @@ impl pb::rep_service_server::RepService for RepApi {
         &self,
         req: Request<pb::DeleteRepRequest>,
     ) -> Result<Response<pb::DeleteRepResponse>, Status> {
-        self.engine.delete_rep(&req.into_inner().rep_id).await?;
-        Ok(Response::new(pb::DeleteRepResponse {}))
+        let who = audit::who(&req);
+        let id = req.into_inner().rep_id;
+        let result = self.engine.delete_rep(&id).await.map_err(Status::from);
+        let result = result.map(|()| Response::new(pb::DeleteRepResponse {}));
+        audit::record(&who, "DeleteRep", &format!("rep {id:?}"), result)
     }
 
     async fn set_availability(
         &self,
         req: Request<pb::SetAvailabilityRequest>,
     ) -> Result<Response<pb::UpsertRepResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        let (status, drained) = self.engine.set_active(&msg.rep_id, msg.active).await?;
-        Ok(Response::new(pb::UpsertRepResponse {
-            rep: Some(convert::rep_status(status)),
-            drained: convert::assignments(drained),
-        }))
+        let what = format!("rep {:?} active {}", msg.rep_id, msg.active);
+        let result = async {
+            let (status, drained) = self.engine.set_active(&msg.rep_id, msg.active).await?;
+            Ok(Response::new(pb::UpsertRepResponse {
+                rep: Some(convert::rep_status(status)),
+                drained: convert::assignments(drained),
+            }))
+        }
+        .await;
+        audit::record(&who, "SetAvailability", &what, result)
     }
 }

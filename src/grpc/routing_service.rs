@@ -11,7 +11,7 @@ use crate::domain::assignment::LeadState;
 use crate::domain::lead::{validate_id, validate_pool};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::grpc::{convert, pb};
+use crate::grpc::{audit, convert, pb};
 
 pub struct RoutingApi {
     engine: Arc<Engine>,
@@ -111,23 +111,28 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         &self,
         req: Request<pb::AcceptLeadRequest>,
     ) -> Result<Response<pb::AcceptLeadResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        async {
+        let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        let result = async {
             let a = self.engine.accept(&msg.lead_id, &msg.rep_id).await?;
             Ok(Response::new(pb::AcceptLeadResponse {
                 assignment: Some(convert::assignment(a)),
             }))
         }
         .instrument(span("AcceptLead", &msg.lead_id))
-        .await
+        .await;
+        audit::record(&who, "AcceptLead", &what, result)
     }
 
     async fn decline_lead(
         &self,
         req: Request<pb::DeclineLeadRequest>,
     ) -> Result<Response<pb::DeclineLeadResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        async {
+        let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        let result = async {
             let r = self
                 .engine
                 .decline(&msg.lead_id, &msg.rep_id, &msg.reason)
@@ -137,15 +142,18 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             }))
         }
         .instrument(span("DeclineLead", &msg.lead_id))
-        .await
+        .await;
+        audit::record(&who, "DeclineLead", &what, result)
     }
 
     async fn mark_contacted(
         &self,
         req: Request<pb::MarkContactedRequest>,
     ) -> Result<Response<pb::MarkContactedResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        async {
+        let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        let result = async {
             let a = self
                 .engine
                 .mark_contacted(&msg.lead_id, &msg.rep_id)
@@ -155,7 +163,8 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             }))
         }
         .instrument(span("MarkContacted", &msg.lead_id))
-        .await
+        .await;
+        audit::record(&who, "MarkContacted", &what, result)
     }
 
     async fn assign_lead(
@@ -216,8 +225,10 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         &self,
         req: Request<pb::CloseAssignmentRequest>,
     ) -> Result<Response<pb::CloseAssignmentResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        async {
+        let what = format!("lead {:?} outcome {}", msg.lead_id, msg.outcome);
+        let result = async {
             let outcome = convert::outcome(msg.outcome)?;
             let closed = self.engine.close(&msg.lead_id, outcome).await?;
             Ok(Response::new(pb::CloseAssignmentResponse {
@@ -226,15 +237,18 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             }))
         }
         .instrument(span("CloseAssignment", &msg.lead_id))
-        .await
+        .await;
+        audit::record(&who, "CloseAssignment", &what, result)
     }
 
     async fn reassign_lead(
         &self,
         req: Request<pb::ReassignLeadRequest>,
     ) -> Result<Response<pb::ReassignLeadResponse>, Status> {
+        let who = audit::who(&req);
         let msg = req.into_inner();
-        async {
+        let what = format!("lead {:?} to {:?}", msg.lead_id, msg.rep_id);
+        let result = async {
             let target = Some(msg.rep_id.as_str()).filter(|s| !s.is_empty());
             let moved = self.engine.reassign(&msg.lead_id, target).await?;
             Ok(Response::new(pb::ReassignLeadResponse {
@@ -245,6 +259,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             }))
         }
         .instrument(span("ReassignLead", &msg.lead_id))
-        .await
+        .await;
+        audit::record(&who, "ReassignLead", &what, result)
     }
 }

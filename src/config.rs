@@ -216,6 +216,8 @@ mod tests {
             Some(crate::domain::terms::Mode::Offer)
         );
         assert_eq!(s.sla.first_touch_s["qualified"], 300.0);
+        assert_eq!(s.auth.keys_file, "/etc/leadrouter/keys.toml");
+        assert_eq!(s.auth.rate_per_s.ops, 100.0);
     }
 
     /// (The environment variables LEADROUTER__ROUTING__MODE / __OFFER_TIMEOUT_S are exercised

@@ -188,6 +188,7 @@ impl App {
                 preface_timeout: Duration::from_millis(s.preface_timeout_ms),
             },
             self.tls.clone(),
+            self.gate.peers.clone(),
         );
         if !self.gate.is_open() {
             let every = Duration::from_secs(1);

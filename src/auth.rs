@@ -7,6 +7,7 @@
 //! RepService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
 //! off, answer without a key. The file is re-read when it changes. The caller is put in the
 //! request's extensions for the audit trail (`grpc/audit.rs`).
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,17 +59,30 @@ struct KeyLine {
     sha256: String,
 }
 
+/// A client certificate name (a DNS name in its subject alternative names) and its role:
+/// with mutual TLS, a client without a bearer token gets the role of its certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientLine {
+    name: String,
+    role: Role,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
     #[serde(default)]
     key: Vec<KeyLine>,
+    #[serde(default)]
+    client: Vec<ClientLine>,
 }
 
 /// The keys in force.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     keys: Vec<(String, Role, [u8; 32])>,
+    /// Client certificate name -> role.
+    clients: Vec<(String, Role)>,
 }
 
 impl Keys {
@@ -97,7 +111,25 @@ impl Keys {
             }
             keys.push((k.id, k.role, hash));
         }
-        Ok(Keys { keys })
+        let clients = file
+            .client
+            .into_iter()
+            .map(|c| (c.name.to_ascii_lowercase(), c.role))
+            .collect();
+        Ok(Keys { keys, clients })
+    }
+
+    /// The role a client certificate's names map to (the first `[[client]]` that matches).
+    pub fn find_client(&self, names: &[String]) -> Option<Caller> {
+        self.clients.iter().find_map(|(n, role)| {
+            names
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(n))
+                .then(|| Caller {
+                    key_id: format!("cert:{n}"),
+                    role: *role,
+                })
+        })
     }
 
     /// The key a token belongs to. Every key is compared, each in constant time.
@@ -192,6 +224,44 @@ pub struct Gate {
     /// Burst = rate x this many seconds.
     burst_s: f64,
     buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
+    /// Names of the client certificates of open TLS connections, by peer address.
+    pub peers: Arc<Peers>,
+}
+
+/// Client certificate names per open connection (filled by the listener after a mutual-TLS
+/// handshake, emptied when the connection closes).
+#[derive(Debug, Default)]
+pub struct Peers(std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<String>>>);
+
+impl Peers {
+    pub fn insert(&self, peer: SocketAddr, names: Vec<String>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, names);
+    }
+
+    pub fn remove(&self, peer: &SocketAddr) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+    }
+
+    fn names(&self, peer: &SocketAddr) -> Option<Vec<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(peer)
+            .cloned()
+    }
+}
+
+/// The DNS names in a certificate's subject alternative names.
+pub fn certificate_names(der: &rustls::pki_types::CertificateDer<'_>) -> Vec<String> {
+    webpki::EndEntityCert::try_from(der)
+        .map(|c| c.valid_dns_names().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 impl Gate {
@@ -211,6 +281,7 @@ impl Gate {
             rates,
             burst_s: burst_s.max(0.001),
             buckets: Default::default(),
+            peers: Arc::default(),
         })
     }
 
@@ -246,7 +317,12 @@ impl Gate {
     }
 
     /// Who may make this call; Err with the status to answer.
-    pub fn check(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Caller>, Status> {
+    pub fn check(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Option<Caller>, Status> {
         let keys = self.keys.load();
         let Some(keys) = keys.as_ref() else {
             return Ok(None);
@@ -259,13 +335,18 @@ impl Gate {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Status::unauthenticated("send an API key: authorization: Bearer <token>")
-            })?;
-        let caller = keys
-            .find(token)
-            .ok_or_else(|| Status::unauthenticated("unknown API key"))?;
+            .filter(|t| !t.is_empty());
+        let caller = match token {
+            Some(t) => keys
+                .find(t)
+                .ok_or_else(|| Status::unauthenticated("unknown API key"))?,
+            None => peer
+                .and_then(|p| self.peers.names(&p))
+                .and_then(|names| keys.find_client(&names))
+                .ok_or_else(|| {
+                    Status::unauthenticated("send an API key: authorization: Bearer <token>")
+                })?,
+        };
         if !roles.contains(&caller.role) {
             let want: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             return Err(Status::permission_denied(format!(
@@ -354,7 +435,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        match self.gate.check(req.uri().path(), req.headers()) {
+        let peer = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|c| c.remote_addr());
+        match self.gate.check(req.uri().path(), req.headers(), peer) {
             Ok(caller) => {
                 if let Some(c) = caller {
                     req.extensions_mut().insert(c);
@@ -410,7 +495,7 @@ mod tests {
         let keys = Keys::parse(&format!("{crm_line}\n{mk_line}")).unwrap();
         assert_eq!(keys.len(), 2);
         let gate = Gate::new(Some(keys), true);
-        let call = |path: &str, t: Option<&str>| gate.check(path, &headers(t));
+        let call = |path: &str, t: Option<&str>| gate.check(path, &headers(t), None);
         assert!(
             call("/grpc.health.v1.Health/Check", None)
                 .unwrap()
@@ -447,6 +532,7 @@ mod tests {
             .check(
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 &headers(None),
+                None,
             )
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -468,17 +554,17 @@ mod tests {
         );
         let path = "/leadrouter.v1.RoutingService/GetAssignment";
         let ok = (0..30)
-            .filter(|_| gate.check(path, &headers(Some(&a))).is_ok())
+            .filter(|_| gate.check(path, &headers(Some(&a)), None).is_ok())
             .count();
         assert!((10..=11).contains(&ok), "burst of 10, got {ok}");
-        let e = gate.check(path, &headers(Some(&a))).unwrap_err();
+        let e = gate.check(path, &headers(Some(&a)), None).unwrap_err();
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
         assert!(e.message().contains("auth.rate_per_s.crm"), "{e:?}");
         // Another key is not slowed by the first.
-        assert!(gate.check(path, &headers(Some(&b))).is_ok());
+        assert!(gate.check(path, &headers(Some(&b)), None).is_ok());
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert!(
-            gate.check(path, &headers(Some(&a))).is_ok(),
+            gate.check(path, &headers(Some(&a)), None).is_ok(),
             "refills at 10/s"
         );
     }

@@ -29,6 +29,8 @@ pub struct Limits {
 pub struct Conn {
     io: Io,
     _slot: OwnedSemaphorePermit,
+    /// Where this connection's client-certificate names are kept, to forget them on close.
+    peers: Option<(Arc<crate::auth::Peers>, std::net::SocketAddr)>,
     /// Until the first bytes arrive: the deadline for them.
     preface: Option<Pin<Box<Sleep>>>,
 }
@@ -43,6 +45,7 @@ pub fn incoming(
     listener: TcpListener,
     limits: Limits,
     tls: Option<Arc<crate::tls::Tls>>,
+    peers: Arc<crate::auth::Peers>,
 ) -> impl Stream<Item = io::Result<Conn>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
@@ -65,14 +68,27 @@ pub fn incoming(
             }
             // Replies of two TCP segments would otherwise wait ~40 ms for an ACK.
             let _ = tcp.set_nodelay(true);
-            let (tx, tls) = (tx.clone(), tls.clone());
+            let (tx, tls, peers) = (tx.clone(), tls.clone(), peers.clone());
             tokio::spawn(async move {
+                let mut registered = None;
                 let io = match tls {
                     None => Io::Plain(tcp),
                     Some(t) => {
                         let hs = t.acceptor.accept(tcp);
                         match tokio::time::timeout(limits.preface_timeout, hs).await {
-                            Ok(Ok(s)) => Io::Tls(Box::new(s)),
+                            Ok(Ok(s)) => {
+                                // Mutual TLS: remember the client certificate's names for the
+                                // role check.
+                                let (tcp, session) = s.get_ref();
+                                if let (Some(cert), Ok(addr)) = (
+                                    session.peer_certificates().and_then(|c| c.first()),
+                                    tcp.peer_addr(),
+                                ) {
+                                    peers.insert(addr, crate::auth::certificate_names(cert));
+                                    registered = Some((peers.clone(), addr));
+                                }
+                                Io::Tls(Box::new(s))
+                            }
                             // A failed or slow handshake (say, plaintext on a TLS port) just
                             // closes the socket.
                             Ok(Err(e)) => {
@@ -86,6 +102,7 @@ pub fn incoming(
                 let conn = Conn {
                     io,
                     _slot: slot,
+                    peers: registered,
                     preface: Some(Box::pin(tokio::time::sleep(limits.preface_timeout))),
                 };
                 let _ = tx.send(Ok(conn)).await;
@@ -178,6 +195,14 @@ impl AsyncWrite for Conn {
         match &self.io {
             Io::Plain(s) => s.is_write_vectored(),
             Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some((peers, addr)) = &self.peers {
+            peers.remove(addr);
         }
     }
 }

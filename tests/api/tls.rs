@@ -158,3 +158,65 @@ async fn half_a_tls_configuration_is_refused_at_start() {
         .to_string();
     assert!(e.contains("tls_key"), "{e}");
 }
+
+/// With mutual TLS, a `[[client]]` line in the keys file gives a client certificate's name a
+/// role: such a client needs no bearer token, and gets only its role's services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_name_maps_to_a_role() {
+    use leadrouter::grpc::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let (server_ca, client_ca) = (Ca::new(), Ca::new());
+    write_pair(dir.path(), &server_ca.issue("localhost"));
+    std::fs::write(dir.path().join("clients.pem"), client_ca.pem()).unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[client]]\nname = \"crm.internal\"\nrole = \"crm\"\n",
+    )
+    .unwrap();
+    let mut s = test_settings();
+    s.server.tls_cert = dir.path().join("cert.pem").display().to_string();
+    s.server.tls_key = dir.path().join("key.pem").display().to_string();
+    s.server.tls_client_ca = dir.path().join("clients.pem").display().to_string();
+    s.auth.keys_file = keys.display().to_string();
+    let app = spawn_with_tls(s).await;
+    let port = app.port();
+    let crm = tls_channel(
+        port,
+        &server_ca.pem(),
+        Some(&client_ca.issue("crm.internal")),
+    )
+    .await
+    .unwrap();
+    // The crm role reaches RoutingService (NOT_FOUND: the key check let it through) ...
+    let e = pb::routing_service_client::RoutingServiceClient::new(crm.clone())
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    // ... but not LeadService.
+    let e = pb::lead_service_client::LeadServiceClient::new(crm)
+        .score_lead(pb::ScoreLeadRequest {
+            lead: Some(good_lead("x")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // A certificate of the same CA with a name the keys file does not list gets no role.
+    let other = tls_channel(
+        port,
+        &server_ca.pem(),
+        Some(&client_ca.issue("other.internal")),
+    )
+    .await
+    .unwrap();
+    let e = pb::routing_service_client::RoutingServiceClient::new(other)
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+}

@@ -82,7 +82,9 @@ async fn deadlines(e: &Engine) -> Option<Timestamp> {
     let mut next: Option<i64> = None;
     for pool in pools {
         match e.run_deadlines(&pool).await {
-            Ok(n) => next = next.min(n).or(next).or(n),
+            // The earliest of the pools' next deadlines (None when no pool has one).
+            Ok(Some(n)) => next = Some(next.map_or(n, |m| m.min(n))),
+            Ok(None) => {}
             Err(err) => tracing::warn!(pool, error = %err, "deadlines failed"),
         }
     }

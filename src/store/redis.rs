@@ -32,7 +32,7 @@ mod drain;
 mod keys;
 mod reply;
 mod state;
-pub use conn::Conn;
+pub use conn::{Conn, redact};
 use directory::{Directory, watch_directory};
 use keys::PoolKeys;
 use reply::{
@@ -97,41 +97,6 @@ pub struct RedisStore {
     /// The claim script is known to be loaded (a claim succeeded since the last pipeline
     /// failure), so a pipeline of bare EVALSHAs will not meet NOSCRIPT.
     claim_loaded: std::sync::atomic::AtomicBool,
-}
-
-/// A Redis URL (or any text holding one) with the password replaced by `***`: secrets never
-/// reach a log line or an error message.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        // The authority ends at the first '/', whitespace or quote; a password sits between
-        // the first ':' and the last '@' within it.
-        let end = tail
-            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace() || c == ',')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon + 1]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    // `redis+unix:///path?pass=secret`
-    if let Some(i) = out.find("pass=") {
-        let end = out[i..]
-            .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
-            .map_or(out.len(), |e| i + e);
-        out.replace_range(i + 5..end, "***");
-    }
-    out
 }
 
 fn unavailable(e: redis::RedisError) -> Error {
@@ -206,6 +171,16 @@ impl RedisStore {
 
     fn tick(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The pool, record and group id of a lead that must exist (NOT_FOUND otherwise).
+    async fn find_known(&self, lead_id: &str) -> Result<(String, Record, String)> {
+        let (pool, f) = self
+            .find(lead_id)
+            .await?
+            .ok_or_else(|| Error::not_found("lead", lead_id))?;
+        let (rec, group) = found(&f);
+        Ok((pool, rec, group))
     }
 
     /// Finds the pool holding a lead and the lead's record fields (`FIND_FIELDS`).
@@ -446,10 +421,7 @@ impl CapacityStore for RedisStore {
     }
 
     async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
-        let Some((pool, f)) = self.find(lead_id).await? else {
-            return Err(Error::not_found("lead", lead_id));
-        };
-        let (_, group) = found(&f);
+        let (pool, _, group) = self.find_known(lead_id).await?;
         let mut inv = self.close.prepare_invoke();
         for k in self.pool(&pool).close(lead_id, &group) {
             inv.key(k);
@@ -495,10 +467,8 @@ impl CapacityStore for RedisStore {
         candidates: Vec<Candidate>,
         now: Timestamp,
     ) -> Result<Reassigned> {
-        let Some((pool, f)) = self.find(lead_id).await? else {
-            return Err(Error::not_found("lead", lead_id));
-        };
-        let previous = found(&f).0.assignment(lead_id, &pool);
+        let (pool, rec, _) = self.find_known(lead_id).await?;
+        let previous = rec.assignment(lead_id, &pool);
         let ctx = self
             .context(lead_id)
             .await?

@@ -10,8 +10,8 @@ use crate::store::{
     Due, DueKind, ListItem, ListPage, ListQuery, Listed, Release, Released, millis,
 };
 
-use super::reply::{Record, Step, num, parse_outcome};
-use super::{RedisStore, found, unavailable};
+use super::reply::{Record, Step, num};
+use super::{RedisStore, unavailable};
 use crate::store::CapacityStore;
 
 impl RedisStore {
@@ -24,10 +24,7 @@ impl RedisStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<(String, Step)> {
-        let Some((pool, f)) = self.find(lead_id).await? else {
-            return Err(Error::not_found("lead", lead_id));
-        };
-        let (_, group) = found(&f);
+        let (pool, _, group) = self.find_known(lead_id).await?;
         let mut inv = self.step.prepare_invoke();
         for k in self.pool(&pool).step(lead_id, &group) {
             inv.key(k);
@@ -343,7 +340,6 @@ fn event(pool: &str, cursor: u64, fields: &[(String, String)]) -> Option<Event> 
         );
         rec.assignment(get("l"), pool)
     });
-    let _ = parse_outcome;
     Some(Event {
         cursor,
         pool: pool.to_string(),

@@ -84,9 +84,44 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// A Redis URL (or any text holding one) with the password replaced by `***`: secrets never
+/// reach a log line or an error message.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace or quote; a password sits between
+        // the first ':' and the last '@' within it.
+        let end = tail
+            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace() || c == ',')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon + 1]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    // `redis+unix:///path?pass=secret`
+    if let Some(i) = out.find("pass=") {
+        let end = out[i..]
+            .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
+            .map_or(out.len(), |e| i + e);
+        out.replace_range(i + 5..end, "***");
+    }
+    out
+}
+
 #[cfg(test)]
 mod redact_tests {
-    use crate::store::redis::redact;
+    use super::redact;
 
     #[test]
     fn passwords_never_survive() {

@@ -178,8 +178,10 @@ impl App {
             }
         };
         let addr = self.local_addr();
+        let (hup_tx, hup) = tokio::sync::watch::channel(0u64);
         if let Some(tls) = &self.tls {
-            tokio::spawn(crate::tls::watch(tls.clone(), Duration::from_secs(1)));
+            let every = Duration::from_secs(1);
+            tokio::spawn(crate::tls::watch(tls.clone(), every, hup.clone()));
         }
         let incoming = crate::listener::incoming(
             self.listener,
@@ -193,12 +195,19 @@ impl App {
         if !self.gate.is_open() {
             let every = Duration::from_secs(1);
             let path = PathBuf::from(self.settings.auth.keys_file.trim());
-            tokio::spawn(crate::auth::watch_keys(self.gate.clone(), path, every));
+            let gate = self.gate.clone();
+            tokio::spawn(crate::auth::watch_keys(gate, path, every, hup.clone()));
         }
         let server = tonic::transport::Server::builder()
+            .layer(crate::deadline::DeadlineLayer(Duration::from_millis(
+                s.request_timeout_ms,
+            )))
             .layer(crate::auth::AuthLayer {
                 gate: self.gate.clone(),
             })
+            .layer(crate::budget::BudgetLayer(crate::budget::Budget::new(
+                s.max_partial_bytes,
+            )))
             .tcp_nodelay(true)
             .max_concurrent_streams(Some(s.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -212,7 +221,7 @@ impl App {
                 .await;
         }
         tokio::spawn(watch_store(self.engine.clone(), health.clone()));
-        tokio::spawn(reload_on_sighup(self.engine.clone()));
+        tokio::spawn(reload_on_sighup(self.engine.clone(), hup_tx));
         tokio::spawn(crate::scheduler::run(Arc::downgrade(&self.engine)));
         if self.settings.model.watch_ms > 0 {
             let every = Duration::from_millis(self.settings.model.watch_ms);
@@ -226,6 +235,24 @@ impl App {
                 tracing::warn!(grace_ms = s.shutdown_grace_ms, "drain timed out; dropping remaining requests");
                 Ok(())
             }
+        }
+    }
+}
+
+/// SIGHUPs seen so far, for the watchers of files that SIGHUP re-reads.
+pub type Hangups = tokio::sync::watch::Receiver<u64>;
+
+/// Waits `every`, or less if a SIGHUP comes first; returns whether one did.
+pub async fn tick_or_hangup(every: Duration, hup: &mut Hangups) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(every) => false,
+        r = hup.changed() => {
+            if r.is_err() {
+                // No more SIGHUPs (the handler ended): plain polling from here.
+                tokio::time::sleep(every).await;
+                return false;
+            }
+            true
         }
     }
 }
@@ -255,16 +282,19 @@ fn reload(engine: &Engine, trigger: &'static str) -> bool {
     }
 }
 
-/// SIGHUP reloads the live model's file (e.g. after `train --out` replaced it).
-async fn reload_on_sighup(engine: Arc<Engine>) {
+/// SIGHUP reloads the live model's file (e.g. after `train --out` replaced it), and tells the
+/// TLS and keys-file watchers to re-read theirs at once.
+async fn reload_on_sighup(engine: Arc<Engine>, hup: tokio::sync::watch::Sender<u64>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Ok(mut signals) = signal(SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP; reload with ReloadModel instead");
             return;
         };
-        while hup.recv().await.is_some() {
+        while signals.recv().await.is_some() {
+            // The TLS certificate and the keys file are re-read too.
+            hup.send_modify(|n| *n += 1);
             let engine = engine.clone();
             let _ = tokio::task::spawn_blocking(move || reload(&engine, "SIGHUP")).await;
         }

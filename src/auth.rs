@@ -7,15 +7,18 @@
 //! RepService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
 //! off, answer without a key. The file is re-read when it changes. The caller is put in the
 //! request's extensions for the audit trail (`grpc/audit.rs`).
+mod keys;
+mod layer;
+mod peers;
+
+pub use keys::{Keys, new_key, read_keys, watch_keys};
+pub use layer::{AuthLayer, AuthService};
+pub use peers::{Peers, certificate_names};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tonic::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,123 +52,6 @@ impl Role {
 pub struct Caller {
     pub key_id: String,
     pub role: Role,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyLine {
-    id: String,
-    role: Role,
-    sha256: String,
-}
-
-/// A client certificate name (a DNS name in its subject alternative names) and its role:
-/// with mutual TLS, a client without a bearer token gets the role of its certificate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientLine {
-    name: String,
-    role: Role,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyFile {
-    #[serde(default)]
-    key: Vec<KeyLine>,
-    #[serde(default)]
-    client: Vec<ClientLine>,
-}
-
-/// The keys in force.
-#[derive(Debug, Clone, Default)]
-pub struct Keys {
-    keys: Vec<(String, Role, [u8; 32])>,
-    /// Client certificate name -> role.
-    clients: Vec<(String, Role)>,
-}
-
-impl Keys {
-    /// Parses a keys file's text; errors name the key (by position and id), never a hash.
-    pub fn parse(text: &str) -> Result<Keys, String> {
-        let file: KeyFile = toml::from_str(text).map_err(|e| {
-            format!(
-                "auth.keys_file: not a [[key]] list (line {})",
-                e.span().map_or(0, |s| text[..s.start].lines().count())
-            )
-        })?;
-        let mut keys = Vec::with_capacity(file.key.len());
-        for (i, k) in file.key.into_iter().enumerate() {
-            let hash = decode_hex(k.sha256.trim()).ok_or_else(|| {
-                format!(
-                    "auth.keys_file: key {} ({:?}): sha256 must be 64 hex digits",
-                    i + 1,
-                    k.id
-                )
-            })?;
-            if k.id.trim().is_empty() {
-                return Err(format!("auth.keys_file: key {} has no id", i + 1));
-            }
-            if keys.iter().any(|(id, _, _)| *id == k.id) {
-                return Err(format!("auth.keys_file: key id {:?} appears twice", k.id));
-            }
-            keys.push((k.id, k.role, hash));
-        }
-        let clients = file
-            .client
-            .into_iter()
-            .map(|c| (c.name.to_ascii_lowercase(), c.role))
-            .collect();
-        Ok(Keys { keys, clients })
-    }
-
-    /// The role a client certificate's names map to (the first `[[client]]` that matches).
-    pub fn find_client(&self, names: &[String]) -> Option<Caller> {
-        self.clients.iter().find_map(|(n, role)| {
-            names
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(n))
-                .then(|| Caller {
-                    key_id: format!("cert:{n}"),
-                    role: *role,
-                })
-        })
-    }
-
-    /// The key a token belongs to. Every key is compared, each in constant time.
-    pub fn find(&self, token: &str) -> Option<Caller> {
-        let h: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (id, role, k) in &self.keys {
-            let diff = k.iter().zip(&h).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
-                found = Some(Caller {
-                    key_id: id.clone(),
-                    role: *role,
-                });
-            }
-        }
-        found
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
-fn decode_hex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// What a gRPC method needs: nothing (health, reflection when open), or one of some roles.
@@ -226,42 +112,6 @@ pub struct Gate {
     buckets: std::sync::Mutex<std::collections::HashMap<String, Bucket>>,
     /// Names of the client certificates of open TLS connections, by peer address.
     pub peers: Arc<Peers>,
-}
-
-/// Client certificate names per open connection (filled by the listener after a mutual-TLS
-/// handshake, emptied when the connection closes).
-#[derive(Debug, Default)]
-pub struct Peers(std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<String>>>);
-
-impl Peers {
-    pub fn insert(&self, peer: SocketAddr, names: Vec<String>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer, names);
-    }
-
-    pub fn remove(&self, peer: &SocketAddr) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(peer);
-    }
-
-    fn names(&self, peer: &SocketAddr) -> Option<Vec<String>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(peer)
-            .cloned()
-    }
-}
-
-/// The DNS names in a certificate's subject alternative names.
-pub fn certificate_names(der: &rustls::pki_types::CertificateDer<'_>) -> Vec<String> {
-    webpki::EndEntityCert::try_from(der)
-        .map(|c| c.valid_dns_names().map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 impl Gate {
@@ -366,113 +216,6 @@ impl Gate {
     }
 }
 
-/// Reads a keys file (a regular file, at most 1 MiB).
-pub fn read_keys(path: &Path) -> Result<Keys, String> {
-    let bytes = crate::model_dir::read_regular(path, 1 << 20)
-        .map_err(|_| format!("auth.keys_file {}: cannot read it", path.display()))?;
-    Keys::parse(&String::from_utf8_lossy(&bytes))
-}
-
-/// Re-reads the keys file whenever its modification time changes; a bad file keeps the keys
-/// in force (and says so).
-pub async fn watch_keys(gate: Arc<Gate>, path: PathBuf, every: Duration) {
-    let mtime = |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).ok()?.modified().ok() };
-    let mut seen = mtime(&path);
-    loop {
-        tokio::time::sleep(every).await;
-        if Arc::strong_count(&gate) == 1 {
-            return;
-        }
-        let now = mtime(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        match read_keys(&path) {
-            Ok(k) => {
-                tracing::info!(keys = k.len(), "auth keys reloaded");
-                gate.replace(k);
-            }
-            Err(e) => tracing::error!(error = %e, "auth keys file refused; the old keys stay"),
-        }
-    }
-}
-
-/// The tower layer that applies the gate to every request.
-#[derive(Clone)]
-pub struct AuthLayer {
-    pub gate: Arc<Gate>,
-}
-
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService {
-            inner,
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    gate: Arc<Gate>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future =
-        futures::future::Either<S::Future, std::future::Ready<Result<Self::Response, Self::Error>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let peer = req
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|c| c.remote_addr());
-        match self.gate.check(req.uri().path(), req.headers(), peer) {
-            Ok(caller) => {
-                if let Some(c) = caller {
-                    req.extensions_mut().insert(c);
-                }
-                futures::future::Either::Left(self.inner.call(req))
-            }
-            Err(status) => {
-                futures::future::Either::Right(std::future::ready(Ok(status.into_http())))
-            }
-        }
-    }
-}
-
-/// A new random token and its keys-file line (`leadrouter keys new`).
-pub fn new_key(id: &str, role: Role) -> Result<(String, String), String> {
-    let mut raw = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut raw))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let token = format!("lr_{hex}");
-    let hash: String = Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let line = format!(
-        "[[key]]\nid = {id:?}\nrole = \"{}\"\nsha256 = \"{hash}\"\n",
-        role.as_str()
-    );
-    Ok((token, line))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,22 +310,5 @@ mod tests {
             gate.check(path, &headers(Some(&a)), None).is_ok(),
             "refills at 10/s"
         );
-    }
-
-    #[test]
-    fn key_files_are_checked_without_echoing_hashes() {
-        assert!(
-            Keys::parse("[[key]]\nid = \"a\"\nrole = \"crm\"\nsha256 = \"xyz\"\n")
-                .unwrap_err()
-                .contains("64 hex digits")
-        );
-        let h = "ab".repeat(32);
-        let twice = format!(
-            "[[key]]\nid = \"a\"\nrole = \"crm\"\nsha256 = \"{h}\"\n[[key]]\nid = \"a\"\nrole = \"ops\"\nsha256 = \"{h}\"\n"
-        );
-        let e = Keys::parse(&twice).unwrap_err();
-        assert!(e.contains("twice") && !e.contains(&h), "{e}");
-        assert!(Keys::parse("[[key]]\nid = \"a\"\nrole = \"root\"\nsha256 = \"x\"\n").is_err());
-        assert!(Keys::parse("").unwrap().is_empty());
     }
 }

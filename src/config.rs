@@ -71,6 +71,11 @@ pub struct ServerSettings {
     pub preface_timeout_ms: u64,
     /// Concurrent HTTP/2 streams (calls) per connection.
     pub max_concurrent_streams: u32,
+    /// A unary call (reading its request included) must answer within this long, else
+    /// DEADLINE_EXCEEDED; a client's shorter grpc-timeout wins. Streams are not cut.
+    pub request_timeout_ms: u64,
+    /// Request bytes held server-wide for messages not yet whole; past it, RESOURCE_EXHAUSTED.
+    pub max_partial_bytes: usize,
     /// PEM certificate chain and private key: TLS on the gRPC port (re-read when they change).
     pub tls_cert: String,
     pub tls_key: String,
@@ -174,6 +179,17 @@ impl Settings {
         }
         if self.server.stream_concurrency == 0 {
             return Err("server.stream_concurrency must be at least 1".into());
+        }
+        if self.server.max_partial_bytes < self.server.max_message_bytes {
+            return Err(
+                "server.max_partial_bytes must be at least server.max_message_bytes".into(),
+            );
+        }
+        if self.server.request_timeout_ms == 0 || self.server.max_concurrent_streams == 0 {
+            return Err(
+                "server.request_timeout_ms and server.max_concurrent_streams must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }

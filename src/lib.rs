@@ -13,8 +13,10 @@
 //! - [`app`], [`config`], [`telemetry`], [`cli`]: wiring, settings, logs and the command line.
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 pub mod engine;
 pub mod error;

@@ -1,15 +1,22 @@
-//! Accepted connections, with limits: at most `server.max_connections` at once (further
-//! clients wait in the kernel's backlog), the TLS handshake (when on) and the HTTP/2 preface
-//! each within `server.preface_timeout_ms` (a socket that never speaks is closed), and no busy
-//! loop when accept fails (out of file descriptors): it backs off. Handshakes run in their own
-//! tasks, so a slow one never holds up the accept loop.
+//! Accepted connections, with limits: at most `server.max_connections` at once, the TLS
+//! handshake (when on) and the HTTP/2 preface each within `server.preface_timeout_ms` (a socket
+//! that never speaks is closed), and no busy loop when accept fails (out of file descriptors):
+//! it backs off. Handshakes run in their own tasks, so a slow one never holds up the accept loop.
+//!
+//! At the limit, a new socket is not left waiting behind silent ones: the oldest connection
+//! that has not yet sent a byte is closed to make room (a flood of idle sockets sheds itself,
+//! and a real client, which speaks at once, gets in). Only when every connection has spoken
+//! does a new one wait in the kernel's backlog.
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,10 +32,70 @@ pub struct Limits {
     pub preface_timeout: Duration,
 }
 
+/// A connection that has not spoken yet, as the accept loop sees it: it can be told to close.
+#[derive(Default)]
+struct Silent {
+    spoke: AtomicBool,
+    evicted: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Silent {
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready once evicted (for the TLS handshake's select).
+    fn poll_evicted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        if self.evicted.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Connections that may still be silent, oldest first (entries that spoke or closed are
+/// skipped when met, and swept when the queue grows past twice the limit).
+struct SilentQueue {
+    queue: Mutex<VecDeque<Weak<Silent>>>,
+    sweep_at: usize,
+}
+
+impl SilentQueue {
+    fn push(&self, s: &Arc<Silent>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.sweep_at {
+            q.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|s| !s.spoke.load(Ordering::Acquire))
+            });
+        }
+        q.push_back(Arc::downgrade(s));
+    }
+
+    /// Closes the oldest silent connection; false when there is none.
+    fn evict_oldest(&self) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(w) = q.pop_front() {
+            if let Some(s) = w.upgrade()
+                && !s.spoke.load(Ordering::Acquire)
+            {
+                s.evict();
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// One accepted connection; holds its slot until dropped.
 pub struct Conn {
     io: Io,
     _slot: OwnedSemaphorePermit,
+    silent: Arc<Silent>,
     /// Where this connection's client-certificate names are kept, to forget them on close.
     peers: Option<(Arc<crate::auth::Peers>, std::net::SocketAddr)>,
     /// Until the first bytes arrive: the deadline for them.
@@ -48,12 +115,13 @@ pub fn incoming(
     peers: Arc<crate::auth::Peers>,
 ) -> impl Stream<Item = io::Result<Conn>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let silent_queue = SilentQueue {
+        queue: Mutex::new(VecDeque::new()),
+        sweep_at: 2 * limits.max_connections.max(1),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
     tokio::spawn(async move {
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
             let tcp = loop {
                 match listener.accept().await {
                     Ok((s, _)) => break s,
@@ -63,11 +131,24 @@ pub fn incoming(
                     }
                 }
             };
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    // Full: close the oldest silent connection, or else wait for any to end.
+                    silent_queue.evict_oldest();
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    slot
+                }
+            };
             if tx.is_closed() {
                 return;
             }
             // Replies of two TCP segments would otherwise wait ~40 ms for an ACK.
             let _ = tcp.set_nodelay(true);
+            let silent = Arc::new(Silent::default());
+            silent_queue.push(&silent);
             let (tx, tls, peers) = (tx.clone(), tls.clone(), peers.clone());
             tokio::spawn(async move {
                 let mut registered = None;
@@ -75,8 +156,17 @@ pub fn incoming(
                     None => Io::Plain(tcp),
                     Some(t) => {
                         let hs = t.acceptor.accept(tcp);
+                        let evicted = futures::future::poll_fn(|cx| silent.poll_evicted(cx));
+                        let hs = async {
+                            tokio::select! {
+                                r = hs => Some(r),
+                                () = evicted => None,
+                            }
+                        };
                         match tokio::time::timeout(limits.preface_timeout, hs).await {
-                            Ok(Ok(s)) => {
+                            // Evicted mid-handshake to make room.
+                            Ok(None) => return,
+                            Ok(Some(Ok(s))) => {
                                 // Mutual TLS: remember the client certificate's names for the
                                 // role check.
                                 let (tcp, session) = s.get_ref();
@@ -91,7 +181,7 @@ pub fn incoming(
                             }
                             // A failed or slow handshake (say, plaintext on a TLS port) just
                             // closes the socket.
-                            Ok(Err(e)) => {
+                            Ok(Some(Err(e))) => {
                                 tracing::debug!(error = %e, "TLS handshake failed");
                                 return;
                             }
@@ -102,6 +192,7 @@ pub fn incoming(
                 let conn = Conn {
                     io,
                     _slot: slot,
+                    silent,
                     peers: registered,
                     preface: Some(Box::pin(tokio::time::sleep(limits.preface_timeout))),
                 };
@@ -126,16 +217,16 @@ impl AsyncRead for Conn {
         };
         match polled {
             Poll::Ready(r) => {
-                if buf.filled().len() > before {
+                if buf.filled().len() > before && me.preface.is_some() {
                     me.preface = None;
+                    me.silent.spoke.store(true, Ordering::Release);
                 }
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let expired = me
-                    .preface
-                    .as_mut()
-                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                let expired = me.preface.as_mut().is_some_and(|d| {
+                    d.as_mut().poll(cx).is_ready() || me.silent.poll_evicted(cx).is_ready()
+                });
                 if expired {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,

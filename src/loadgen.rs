@@ -1,5 +1,6 @@
 //! `leadrouter bench`: a closed-loop gRPC load generator. N connections x M requests in
 //! flight per connection, a warm-up, then a timed window; prints rps and latency percentiles.
+//! With auth on, `$LEADROUTER_TOKEN` (a marketing or admin key) is sent with every call.
 //! Leads are real rows of a CSV (bank-marketing by default), each sent with a fresh id so
 //! SubmitLead never replays.
 use std::path::PathBuf;
@@ -122,7 +123,35 @@ impl Tally {
     }
 }
 
-async fn unary_worker(channel: Channel, mode: Mode, shared: Arc<Shared>) -> Tally {
+/// Adds `authorization: Bearer $LEADROUTER_TOKEN` to every call when the variable is set (a
+/// server with keys on wants a marketing or admin key).
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    fn from_env() -> anyhow::Result<Bearer> {
+        let Ok(token) = std::env::var("LEADROUTER_TOKEN") else {
+            return Ok(Bearer(None));
+        };
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| anyhow::anyhow!("LEADROUTER_TOKEN is not a valid header value"))?;
+        Ok(Bearer(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+async fn unary_worker(channel: Authed, mode: Mode, shared: Arc<Shared>) -> Tally {
     let mut tally = Tally::default();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let mut leads = pb::lead_service_client::LeadServiceClient::new(channel);
@@ -153,7 +182,7 @@ async fn unary_worker(channel: Channel, mode: Mode, shared: Arc<Shared>) -> Tall
     tally
 }
 
-async fn stream_worker(channel: Channel, window: usize, shared: Arc<Shared>) -> Tally {
+async fn stream_worker(channel: Authed, window: usize, shared: Arc<Shared>) -> Tally {
     let mut tally = Tally::default();
     let mut client = pb::lead_service_client::LeadServiceClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::SubmitLeadsRequest>(window);
@@ -234,6 +263,7 @@ pub fn write_body(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<()
 /// Runs one measurement.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let leads = read_leads(args)?;
+    let bearer = Bearer::from_env()?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections.max(1) {
         let ch = Endpoint::from_shared(args.server.clone())?
@@ -241,7 +271,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to {}", args.server))?;
-        channels.push(ch);
+        channels.push(tonic::service::interceptor::InterceptedService::new(
+            ch,
+            bearer.clone(),
+        ));
     }
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);

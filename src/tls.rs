@@ -117,17 +117,17 @@ impl Tls {
 }
 
 /// Reloads the certificate whenever either file's modification time changes.
-pub async fn watch(tls: Arc<Tls>, every: Duration) {
+pub async fn watch(tls: Arc<Tls>, every: Duration, mut hup: crate::app::Hangups) {
     let stamp = |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).ok()?.modified().ok() };
     let both = |t: &Tls| (stamp(&t.files.cert), stamp(&t.files.key));
     let mut seen = both(&tls);
     loop {
-        tokio::time::sleep(every).await;
+        let hangup = crate::app::tick_or_hangup(every, &mut hup).await;
         if Arc::strong_count(&tls) == 1 {
             return;
         }
         let now = both(&tls);
-        if now == seen {
+        if now == seen && !hangup {
             continue;
         }
         seen = now;

@@ -283,3 +283,48 @@ async fn secrets_stay_out_of_the_logs() {
     );
     assert!(p.terminate().success());
 }
+
+/// SIGHUP re-reads the keys file even when its modification time did not move (a file put
+/// back by a tool that keeps times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, team) = keys_file(dir.path());
+    let p = Process::start(&[
+        ("LEADROUTER__AUTH__KEYS_FILE", path.to_str().unwrap()),
+        ("LEADROUTER__REPS__FILE", ""),
+    ])
+    .await;
+    let list = |token: &str| {
+        let mut c = p.reps();
+        let req = with_key(pb::ListRepsRequest::default(), token);
+        async move { c.list_reps(req).await.map(|_| ()) }
+    };
+    list(&team.ops).await.unwrap();
+    // A new ops key replaces the old ones, with the old modification time put back.
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let (fresh, line) = new_key("ops2", Role::Ops).unwrap();
+    std::fs::write(&path, line).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        list(&fresh).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "the watcher saw no change"
+    );
+    p.signal("HUP");
+    assert!(
+        p.wait_for_log("auth keys reloaded", Duration::from_secs(5))
+            .is_some()
+    );
+    list(&fresh).await.unwrap();
+    assert_eq!(
+        list(&team.ops).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+}

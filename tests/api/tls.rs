@@ -36,6 +36,18 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A leaf whose only name is its subject's common name (no SAN).
+    fn issue_cn(&self, cn: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme");
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     fn pem(&self) -> String {
         self.cert.pem()
     }
@@ -171,7 +183,8 @@ async fn a_client_certificate_name_maps_to_a_role() {
     let keys = dir.path().join("keys.toml");
     std::fs::write(
         &keys,
-        "[[client]]\nname = \"crm.internal\"\nrole = \"crm\"\n",
+        "[[client]]\nname = \"crm.internal\"\nrole = \"crm\"\n\
+         [[client]]\nname = \"crm-robot\"\nrole = \"crm\"\n",
     )
     .unwrap();
     let mut s = test_settings();
@@ -204,6 +217,21 @@ async fn a_client_certificate_name_maps_to_a_role() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // A certificate named only by its subject's common name maps too.
+    let robot = tls_channel(
+        port,
+        &server_ca.pem(),
+        Some(&client_ca.issue_cn("crm-robot")),
+    )
+    .await
+    .unwrap();
+    let e = pb::routing_service_client::RoutingServiceClient::new(robot)
+        .get_assignment(pb::GetAssignmentRequest {
+            lead_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     // A certificate of the same CA with a name the keys file does not list gets no role.
     let other = tls_channel(
         port,

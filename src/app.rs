@@ -199,15 +199,13 @@ impl App {
             tokio::spawn(crate::auth::watch_keys(gate, path, every, hup.clone()));
         }
         let server = tonic::transport::Server::builder()
-            .layer(crate::deadline::DeadlineLayer(Duration::from_millis(
-                s.request_timeout_ms,
-            )))
             .layer(crate::auth::AuthLayer {
                 gate: self.gate.clone(),
             })
-            .layer(crate::budget::BudgetLayer(crate::budget::Budget::new(
-                s.max_partial_bytes,
-            )))
+            .layer(crate::budget::BudgetLayer(crate::budget::Limits {
+                budget: crate::budget::Budget::new(s.max_partial_bytes),
+                message_timeout: Duration::from_millis(s.request_timeout_ms),
+            }))
             .tcp_nodelay(true)
             .max_concurrent_streams(Some(s.max_concurrent_streams))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -1,17 +1,21 @@
-//! A server-wide budget for request bytes that have arrived but do not yet make a whole gRPC
-//! message: the memory a slow or hostile client can make the server hold.
+//! Request bodies under watch: bytes that have arrived but do not yet make a whole gRPC message
+//! share one server-wide budget, and a message that has started arriving must finish in time.
 //!
-//! Without it, each call may park up to `server.max_message_bytes` in the decoder while its
-//! message trickles in, on every stream of every connection (128 x 1 MiB per connection). The
-//! body of each call is wrapped; as bytes of an unfinished message arrive they are charged to
-//! one shared counter, and given back when the message completes or the call ends. A call
-//! whose bytes would push the total past `server.max_partial_bytes` fails with
-//! RESOURCE_EXHAUSTED; whole messages (the normal case: a lead fits in one frame) cost two
-//! atomic adds.
+//! Without this, each call may park up to `server.max_message_bytes` in the decoder while its
+//! message trickles in, on every stream of every connection (128 x 1 MiB per connection), for
+//! as long as the client likes. The body of each call is wrapped; as bytes of an unfinished
+//! message arrive they are charged to one shared counter, and given back when the message
+//! completes or the call ends. A call whose bytes would push the total past
+//! `server.max_partial_bytes` fails with RESOURCE_EXHAUSTED; one whose message stays
+//! unfinished for `server.request_timeout_ms` fails with DEADLINE_EXCEEDED. Between messages a
+//! stream may idle freely (SubmitLeads waits for leads). Whole messages (the normal case: a
+//! lead fits in one frame) touch neither the counter nor a timer.
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Buf;
 use http_body::{Body, Frame};
@@ -105,28 +109,47 @@ impl Framing {
     }
 }
 
+impl Framing {
+    fn mid_message(&self) -> bool {
+        self.prefix_len > 0
+    }
+}
+
+/// What every call's body is held to.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub budget: Arc<Budget>,
+    /// How long one message may take to arrive once it has started.
+    pub message_timeout: Duration,
+}
+
 /// A request body charged against the budget.
 pub struct Metered<B> {
     inner: B,
-    budget: Arc<Budget>,
+    limits: Limits,
     framing: Framing,
     held: usize,
+    /// Armed when the body waits in the middle of a message.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> Metered<B> {
-    pub fn new(inner: B, budget: Arc<Budget>) -> Metered<B> {
+    pub fn new(inner: B, limits: Limits) -> Metered<B> {
         Metered {
             inner,
-            budget,
+            limits,
             framing: Framing::default(),
             held: 0,
+            deadline: None,
         }
     }
 }
 
 impl<B> Drop for Metered<B> {
     fn drop(&mut self) {
-        self.budget.give(self.held);
+        if self.held > 0 {
+            self.limits.budget.give(self.held);
+        }
     }
 }
 
@@ -147,16 +170,34 @@ where
             Poll::Ready(Some(Ok(f))) => f,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if !this.framing.mid_message() {
+                    return Poll::Pending;
+                }
+                let limit = this.limits.message_timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    let status = tonic::Status::deadline_exceeded(
+                        "the request message did not arrive within server.request_timeout_ms",
+                    );
+                    return Poll::Ready(Some(Err(Box::new(status))));
+                }
+                return Poll::Pending;
+            }
         };
         if let Some(data) = frame.data_ref() {
             let (open, completed) = this.framing.feed(data.chunk());
             if completed {
-                this.budget.give(this.held);
-                this.held = 0;
+                this.deadline = None;
+                if this.held > 0 {
+                    this.limits.budget.give(this.held);
+                    this.held = 0;
+                }
             }
             if open > 0 {
-                if !this.budget.take(open) {
+                if !this.limits.budget.take(open) {
                     let status = tonic::Status::resource_exhausted(
                         "the server holds too many unfinished request bytes \
                          (server.max_partial_bytes); retry later",
@@ -180,7 +221,7 @@ where
 
 /// Wraps every call's body.
 #[derive(Clone)]
-pub struct BudgetLayer(pub Arc<Budget>);
+pub struct BudgetLayer(pub Limits);
 
 impl<S> tower::Layer<S> for BudgetLayer {
     type Service = Budgeted<S>;
@@ -188,7 +229,7 @@ impl<S> tower::Layer<S> for BudgetLayer {
     fn layer(&self, inner: S) -> Budgeted<S> {
         Budgeted {
             inner,
-            budget: self.0.clone(),
+            limits: self.0.clone(),
         }
     }
 }
@@ -196,7 +237,7 @@ impl<S> tower::Layer<S> for BudgetLayer {
 #[derive(Clone)]
 pub struct Budgeted<S> {
     inner: S,
-    budget: Arc<Budget>,
+    limits: Limits,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Budgeted<S>
@@ -214,9 +255,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> S::Future {
-        let budget = self.budget.clone();
+        let limits = self.limits.clone();
         self.inner
-            .call(req.map(|b| tonic::body::Body::new(Metered::new(b, budget))))
+            .call(req.map(|b| tonic::body::Body::new(Metered::new(b, limits))))
     }
 }
 

@@ -71,8 +71,8 @@ pub struct ServerSettings {
     pub preface_timeout_ms: u64,
     /// Concurrent HTTP/2 streams (calls) per connection.
     pub max_concurrent_streams: u32,
-    /// A unary call (reading its request included) must answer within this long, else
-    /// DEADLINE_EXCEEDED; a client's shorter grpc-timeout wins. Streams are not cut.
+    /// A request message that has started arriving must be whole within this long, else
+    /// DEADLINE_EXCEEDED (a stream may idle between messages).
     pub request_timeout_ms: u64,
     /// Request bytes held server-wide for messages not yet whole; past it, RESOURCE_EXHAUSTED.
     pub max_partial_bytes: usize,

@@ -16,7 +16,6 @@ pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod config;
-pub mod deadline;
 pub mod domain;
 pub mod engine;
 pub mod error;

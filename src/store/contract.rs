@@ -27,7 +27,8 @@ macro_rules! store_contract_tests {
             time_off_is_on_leave_then_ramps_back, a_drain_skips_leads_no_free_rep_can_take,
             offers_expire_and_move_on, declined_offers_skip_those_reps_until_max_offers,
             contacted_stops_the_sla_and_breaches_are_counted,
-            events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue);
+            events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue,
+            racing_pool_moves_leave_each_rep_in_one_pool);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -41,8 +42,10 @@ macro_rules! store_contract_tests {
 }
 
 mod calendar;
+mod directory;
 mod offers;
 pub use calendar::*;
+pub use directory::*;
 pub use offers::*;
 
 pub fn t0() -> Timestamp {

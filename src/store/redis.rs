@@ -30,9 +30,10 @@ mod conn;
 mod directory;
 mod drain;
 mod keys;
+mod replock;
 mod reply;
 mod state;
-pub use conn::{Conn, redact};
+pub use conn::{Conn, classify, redact};
 use directory::{Directory, watch_directory};
 use keys::PoolKeys;
 use reply::{
@@ -97,19 +98,6 @@ pub struct RedisStore {
     /// The claim script is known to be loaded (a claim succeeded since the last pipeline
     /// failure), so a pipeline of bare EVALSHAs will not meet NOSCRIPT.
     claim_loaded: std::sync::atomic::AtomicBool,
-}
-
-fn unavailable(e: redis::RedisError) -> Error {
-    if e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        Error::Unavailable(format!("routing store unavailable: {e}"))
-    } else {
-        Error::Internal(format!("redis: {e}"))
-    }
 }
 
 impl RedisStore {
@@ -191,7 +179,7 @@ impl RedisStore {
                 .arg(&FIND_FIELDS)
                 .query_async(&mut self.conn())
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             if fields[0].is_some() {
                 return Ok(Some((pool, fields)));
             }
@@ -209,10 +197,7 @@ impl RedisStore {
         ctx_json: &str,
     ) -> Result<ClaimReply> {
         let (inv, listed) = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
-        let values: Vec<Vec<u8>> = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+        let values: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn()).await.map_err(classify)?;
         self.tick();
         Ok(ClaimReply::from_values(values, listed))
     }
@@ -395,7 +380,7 @@ impl CapacityStore for RedisStore {
                 .conn()
                 .zrank(self.pool(&pool).k("queue"), qm)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             return Ok(Some(LeadState::Queued {
                 probability: num(&rec.0[2]).unwrap_or(0.0),
                 position: rank.map_or(0, |r| r + 1),
@@ -413,7 +398,7 @@ impl CapacityStore for RedisStore {
             .conn()
             .hget(self.pool(&pool).lead(lead_id), "ctx")
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| Error::Internal(format!("lead {lead_id}: {e}")))
         })
@@ -435,7 +420,7 @@ impl CapacityStore for RedisStore {
             .arg(self.retention.age_ms)
             .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         self.tick();
         match CloseReply::decode(r) {
             CloseReply::Missing => Err(Error::not_found("lead", lead_id)),
@@ -515,7 +500,7 @@ impl CapacityStore for RedisStore {
                 .conn()
                 .xrange_all(self.pool(&pool).k("outcomes"))
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             for entry in reply.ids {
                 let get = |k: &str| entry.get::<String>(k).unwrap_or_default();
                 let (Some(outcome), Ok(context)) = (
@@ -582,7 +567,7 @@ impl CapacityStore for RedisStore {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         Ok(())
     }
 }

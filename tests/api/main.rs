@@ -12,6 +12,7 @@ mod models;
 mod offer_race;
 mod race;
 mod redis_crm;
+mod redis_faults;
 mod redis_routing;
 mod redis_server;
 mod reps;

@@ -11,7 +11,7 @@ use crate::store::{
 };
 
 use super::reply::{Record, Step, num};
-use super::{RedisStore, unavailable};
+use super::{RedisStore, classify};
 use crate::store::CapacityStore;
 
 impl RedisStore {
@@ -39,7 +39,7 @@ impl RedisStore {
             .arg(self.retention.age_ms)
             .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         self.tick();
         match Step::decode(v) {
             Step::Missing => Err(Error::not_found("lead", lead_id)),
@@ -128,7 +128,7 @@ impl RedisStore {
             .arg("WITHSCORES")
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         let at = millis(now) as f64;
         let mut due = Due::default();
         for (member, score) in raw {
@@ -176,7 +176,7 @@ impl RedisStore {
             .arg(count)
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         let cursor = |id: &str| num::<u64>(id.split('-').next().unwrap_or(""));
         Ok(EventPage {
             oldest: first.first().and_then(|(id, _)| cursor(id)).unwrap_or(0),
@@ -204,7 +204,7 @@ impl RedisStore {
                 .arg(max)
                 .query_async(&mut self.conn())
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             let ids: Vec<&str> = members
                 .iter()
                 .filter_map(|m| m.split_once('\0').map(|(_, id)| id))
@@ -213,10 +213,8 @@ impl RedisStore {
             for id in &ids {
                 pipe.cmd("HMGET").arg(keys.lead(id)).arg(&RECORD_FIELDS);
             }
-            let recs: Vec<Vec<Option<String>>> = pipe
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
+            let recs: Vec<Vec<Option<String>>> =
+                pipe.query_async(&mut self.conn()).await.map_err(classify)?;
             for (id, f) in ids.iter().zip(recs) {
                 let rec = Record(f.into_iter().map(Option::unwrap_or_default).collect());
                 let listed = match rec.state() {
@@ -248,10 +246,8 @@ impl RedisStore {
                     .arg(keys.lead(id))
                     .arg(&["prob", "seg", "at"]);
             }
-            let recs: Vec<Vec<Option<String>>> = pipe
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
+            let recs: Vec<Vec<Option<String>>> =
+                pipe.query_async(&mut self.conn()).await.map_err(classify)?;
             for (i, (m, f)) in members.iter().zip(recs).enumerate() {
                 let id = m.split_once(':').map_or(m.as_str(), |(_, id)| id);
                 let g = |k: usize| f.get(k).cloned().flatten().unwrap_or_default();
@@ -281,7 +277,7 @@ impl RedisStore {
             .arg(stop)
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)
+            .map_err(classify)
     }
 }
 

@@ -119,6 +119,49 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// Every Redis error becomes one of ours here, once. States Redis leaves by itself (loading
+/// its AOF, a busy script, a failover, a cluster reshard) and lost connections are UNAVAILABLE
+/// with a retry hint; out of memory is RESOURCE_EXHAUSTED. The message names the state, never
+/// a script's hash, a line number or a URL; the full error goes to the log (redacted).
+pub fn classify(e: redis::RedisError) -> crate::error::Error {
+    use crate::error::Error;
+    const RETRY: &str = "retry; a routing call that failed this way may have been applied, and \
+                         a retry with the same lead id replays it";
+    let state = match e.code() {
+        Some("OOM") => {
+            tracing::warn!(error = %redact(&e.to_string()), "Redis is out of memory");
+            return Error::ResourceExhausted(
+                "the routing store is out of memory (Redis maxmemory); retry later".into(),
+            );
+        }
+        Some(
+            code @ ("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "CLUSTERDOWN"
+            | "NOREPLICAS" | "MOVED" | "ASK"),
+        ) => Some(code.to_string()),
+        _ if e.is_timeout() => Some("timeout".into()),
+        _ if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+            || e.is_cluster_error()
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
+        {
+            Some("connection lost".into())
+        }
+        _ => None,
+    };
+    match state {
+        Some(state) => {
+            tracing::debug!(error = %redact(&e.to_string()), "Redis unavailable");
+            Error::Unavailable(format!("routing store unavailable ({state}); {RETRY}"))
+        }
+        None => {
+            tracing::error!(error = %redact(&e.to_string()), "unexpected Redis error");
+            Error::Internal("unexpected routing store error (details in the server log)".into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod redact_tests {
     use super::redact;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::store::{RepDirectory, RepStatus};
 
 use super::state::RepState;
-use super::{DIRECTORY_POLL, RedisStore, unavailable};
+use super::{DIRECTORY_POLL, RedisStore, classify};
 
 pub(super) struct Directory {
     pub(super) reps: Arc<[Rep]>,
@@ -34,7 +34,7 @@ impl RedisStore {
             .conn()
             .smembers(self.global("pools"))
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         pools.sort();
         Ok(pools)
     }
@@ -52,7 +52,7 @@ impl RedisStore {
                 .conn()
                 .sadd(self.global("pools"), pool)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             if let Ok(mut k) = self.known_pools.lock() {
                 k.insert(pool.to_string());
             }
@@ -63,7 +63,7 @@ impl RedisStore {
     /// Reloads every rep profile (with its availability) into the local snapshot.
     pub(super) async fn refresh(&self) -> Result<()> {
         let mut conn = self.conn();
-        let version: Option<i64> = conn.get(self.global("dirver")).await.map_err(unavailable)?;
+        let version: Option<i64> = conn.get(self.global("dirver")).await.map_err(classify)?;
         let mut reps = Vec::new();
         let mut slots = HashMap::new();
         for pool in self.pools().await? {
@@ -80,7 +80,7 @@ impl RedisStore {
                 .hgetall(keys.k("slots"))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             slots.extend(
                 pool_slots
                     .into_iter()
@@ -112,7 +112,7 @@ impl RedisStore {
             .conn()
             .incr(self.global("dirver"), 1)
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         self.refresh().await
     }
 
@@ -121,7 +121,7 @@ impl RedisStore {
         self.conn()
             .hget(self.global("rep-pool"), rep_id)
             .await
-            .map_err(unavailable)
+            .map_err(classify)
     }
 
     async fn statuses_of_pool(
@@ -146,7 +146,7 @@ impl RedisStore {
             .hgetall(keys.k("breaches"))
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         let mut out = Vec::new();
         for (id, json) in profiles {
             if only.is_some_and(|o| o != id) {
@@ -176,9 +176,7 @@ impl RedisStore {
         for a in args {
             inv.arg(*a);
         }
-        inv.invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)
+        inv.invoke_async(&mut self.conn()).await.map_err(classify)
     }
 }
 
@@ -197,9 +195,23 @@ pub(super) async fn watch_directory(store: Weak<RedisStore>) {
     }
 }
 
-#[async_trait]
-impl RepDirectory for RedisStore {
-    async fn upsert_rep(&self, rep: Rep, now: Timestamp) -> Result<(RepStatus, Vec<Assignment>)> {
+/// An error after a rep was written says so: retrying the same UpsertRep is safe.
+fn saved_but(e: Error, rep_id: &str) -> Error {
+    let done = format!("rep {rep_id:?} was saved, but telling the other replicas failed");
+    match e {
+        Error::Unavailable(m) => Error::Unavailable(format!("{done}: {m}")),
+        Error::ResourceExhausted(m) => Error::ResourceExhausted(format!("{done}: {m}")),
+        other => other,
+    }
+}
+
+/// Directory changes to one rep, each run under that rep's lease (`replock.rs`).
+impl RedisStore {
+    async fn upsert_rep_held(
+        &self,
+        rep: Rep,
+        now: Timestamp,
+    ) -> Result<(RepStatus, Vec<Assignment>)> {
         if let Some(old) = self.rep_pool(&rep.id).await?
             && old != rep.pool
         {
@@ -221,7 +233,7 @@ impl RepDirectory for RedisStore {
             .conn()
             .hset(self.global("rep-pool"), &rep.id, &rep.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         self.rep_op(
             &rep.pool,
             &[
@@ -237,65 +249,56 @@ impl RepDirectory for RedisStore {
             ],
         )
         .await?;
-        self.bump_directory().await?;
-        let drained = self.drain_pool(&rep.pool, now).await?;
-        let status = self
-            .rep(&rep.id, now)
-            .await?
-            .ok_or_else(|| Error::Internal("rep vanished".into()))?;
-        Ok((status, drained))
-    }
-
-    async fn rep(&self, rep_id: &str, now: Timestamp) -> Result<Option<RepStatus>> {
-        let Some(pool) = self.rep_pool(rep_id).await? else {
-            return Ok(None);
+        // The rep is saved; what follows only tells the other replicas and drains the queue,
+        // so an error from here on says the change itself is in.
+        let after = async {
+            self.bump_directory().await?;
+            let drained = self.drain_pool(&rep.pool, now).await?;
+            let status = self
+                .rep(&rep.id, now)
+                .await?
+                .ok_or_else(|| Error::Internal("rep vanished".into()))?;
+            Ok((status, drained))
         };
-        Ok(self
-            .statuses_of_pool(&pool, Some(rep_id), now)
-            .await?
-            .into_iter()
-            .next())
+        after.await.map_err(|e| saved_but(e, &rep.id))
     }
 
-    async fn reps(&self) -> Result<Arc<[Rep]>> {
-        Ok(self.directory.load().reps.clone())
-    }
-
-    async fn rep_statuses(&self, pool: Option<&str>, now: Timestamp) -> Result<Vec<RepStatus>> {
-        let mut out = Vec::new();
-        for p in self.pools().await? {
-            if pool.is_none_or(|want| want == p) {
-                out.extend(self.statuses_of_pool(&p, None, now).await?);
+    async fn delete_rep_held(&self, rep_id: &str) -> Result<()> {
+        let recorded = self.rep_pool(rep_id).await?;
+        // The recorded pool first; any other pool holds the rep only if a race before the
+        // per-rep lease left a ghost there, and deleting heals it.
+        let mut pools = self.pools().await?;
+        if let Some(p) = &recorded {
+            pools.retain(|x| x != p);
+            pools.insert(0, p.clone());
+        }
+        let mut found = recorded.is_some();
+        for pool in &pools {
+            let r = self.rep_op(pool, &["delete", rep_id]).await?;
+            match r.first().map(String::as_str) {
+                Some("busy") => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "rep {rep_id:?} holds {} open assignments in pool {pool:?}; close or \
+                         reassign them first",
+                        r[1]
+                    )));
+                }
+                Some("missing") => {}
+                _ => found = true,
             }
         }
-        out.sort_by(|a, b| a.rep.id.cmp(&b.rep.id));
-        Ok(out)
-    }
-
-    async fn delete_rep(&self, rep_id: &str) -> Result<()> {
-        let pool = self
-            .rep_pool(rep_id)
-            .await?
-            .ok_or_else(|| Error::not_found("rep", rep_id))?;
-        let r = self.rep_op(&pool, &["delete", rep_id]).await?;
-        match r.first().map(String::as_str) {
-            Some("busy") => Err(Error::FailedPrecondition(format!(
-                "rep {rep_id:?} holds {} open assignments; close or reassign them first",
-                r[1]
-            ))),
-            Some("missing") => Err(Error::not_found("rep", rep_id)),
-            _ => {
-                let _: i64 = self
-                    .conn()
-                    .hdel(self.global("rep-pool"), rep_id)
-                    .await
-                    .map_err(unavailable)?;
-                self.bump_directory().await
-            }
+        if !found {
+            return Err(Error::not_found("rep", rep_id));
         }
+        let _: i64 = self
+            .conn()
+            .hdel(self.global("rep-pool"), rep_id)
+            .await
+            .map_err(classify)?;
+        self.bump_directory().await
     }
 
-    async fn set_active(
+    async fn set_active_held(
         &self,
         rep_id: &str,
         active: bool,
@@ -322,5 +325,59 @@ impl RepDirectory for RedisStore {
             .await?
             .ok_or_else(|| Error::not_found("rep", rep_id))?;
         Ok((status, drained))
+    }
+}
+
+#[async_trait]
+impl RepDirectory for RedisStore {
+    async fn upsert_rep(&self, rep: Rep, now: Timestamp) -> Result<(RepStatus, Vec<Assignment>)> {
+        let lock = self.lock_rep(&rep.id).await?;
+        let r = self.upsert_rep_held(rep, now).await;
+        self.unlock_rep(lock).await;
+        r
+    }
+
+    async fn delete_rep(&self, rep_id: &str) -> Result<()> {
+        let lock = self.lock_rep(rep_id).await?;
+        let r = self.delete_rep_held(rep_id).await;
+        self.unlock_rep(lock).await;
+        r
+    }
+
+    async fn set_active(
+        &self,
+        rep_id: &str,
+        active: bool,
+        now: Timestamp,
+    ) -> Result<(RepStatus, Vec<Assignment>)> {
+        let lock = self.lock_rep(rep_id).await?;
+        let r = self.set_active_held(rep_id, active, now).await;
+        self.unlock_rep(lock).await;
+        r
+    }
+    async fn rep(&self, rep_id: &str, now: Timestamp) -> Result<Option<RepStatus>> {
+        let Some(pool) = self.rep_pool(rep_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .statuses_of_pool(&pool, Some(rep_id), now)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn reps(&self) -> Result<Arc<[Rep]>> {
+        Ok(self.directory.load().reps.clone())
+    }
+
+    async fn rep_statuses(&self, pool: Option<&str>, now: Timestamp) -> Result<Vec<RepStatus>> {
+        let mut out = Vec::new();
+        for p in self.pools().await? {
+            if pool.is_none_or(|want| want == p) {
+                out.extend(self.statuses_of_pool(&p, None, now).await?);
+            }
+        }
+        out.sort_by(|a, b| a.rep.id.cmp(&b.rep.id));
+        Ok(out)
     }
 }

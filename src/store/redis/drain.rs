@@ -18,7 +18,7 @@ use crate::error::Result;
 
 use super::reply::Head;
 use super::state::RepState;
-use super::{RedisStore, booked, unavailable};
+use super::{RedisStore, booked, classify};
 
 impl RedisStore {
     pub(super) async fn drain_pool(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
@@ -40,7 +40,7 @@ impl RedisStore {
                 Some(g) => g,
                 None => {
                     let raw: HashMap<String, String> =
-                        conn.hgetall(keys.k("groups")).await.map_err(unavailable)?;
+                        conn.hgetall(keys.k("groups")).await.map_err(classify)?;
                     groups.insert(
                         raw.into_iter()
                             .filter_map(|(g, j)| Some((g, serde_json::from_str(&j).ok()?)))
@@ -70,7 +70,7 @@ impl RedisStore {
                     .arg("WITHSCORES");
             }
             let heads: Vec<Vec<(String, f64)>> =
-                pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                pipe.query_async(&mut conn).await.map_err(classify)?;
             let mut best: Option<(f64, String, String)> = None;
             for (g, head) in open.iter().zip(heads) {
                 let Some((member, score)) = head.into_iter().next() else {
@@ -93,7 +93,7 @@ impl RedisStore {
                 .arg(&["ctx", "excl"])
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             let Some(Ok(ctx)) = json.map(|j| serde_json::from_str::<LeadContext>(&j)) else {
                 // An unreadable queued lead stays queued; its group waits for the next drain.
                 tracing::error!(lead = %id, "queued lead without a readable context");
@@ -135,11 +135,7 @@ impl RedisStore {
     /// the claim script decides for real.
     async fn reps_with_room(&self, pool: &str, now: Timestamp) -> Result<Vec<Rep>> {
         let keys = self.pool(pool);
-        let table: Vec<u8> = self
-            .conn()
-            .get(keys.k("table"))
-            .await
-            .map_err(unavailable)?;
+        let table: Vec<u8> = self.conn().get(keys.k("table")).await.map_err(classify)?;
         let dir = self.directory.load();
         let mut zones = ZoneCache::default();
         Ok(dir

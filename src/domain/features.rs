@@ -1,10 +1,13 @@
 //! Feature spec (what to extract from which attribute), fitting its statistics, and extraction.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::lead::{AttrValue, Lead, parse_bool};
 use crate::error::Error;
+
+mod fit;
+pub use fit::{fit, infer_kind};
 
 /// Label of the one-hot column that takes rare, unseen and missing categories.
 pub const OTHER: &str = "<other>";
@@ -368,152 +371,6 @@ pub fn transform(x: f64, log1p: bool, clip: Option<[f64; 2]>) -> f64 {
         None => x,
     };
     if log1p { x.max(0.0).ln_1p() } else { x }
-}
-
-/// Fits the spec's statistics on `records` (the training split only).
-pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, String> {
-    let mut fitted = Vec::with_capacity(spec.features.len());
-    for (i, def) in spec.features.iter().enumerate() {
-        let kind = match &def.kind {
-            FeatureKind::Numeric {
-                log1p,
-                clip,
-                missing,
-            } => {
-                let mut values = Vec::with_capacity(records.len());
-                for r in records {
-                    let x = match r.cell(i, &def.name) {
-                        None | Some(Cell::Str("")) => continue,
-                        Some(Cell::Num(x)) => x,
-                        Some(Cell::Bool(b)) => f64::from(u8::from(b)),
-                        Some(Cell::Str(s)) => s
-                            .trim()
-                            .parse::<f64>()
-                            .map_err(|_| format!("column {:?}: {s:?} is not a number", def.name))?,
-                    };
-                    if !x.is_finite() {
-                        return Err(format!("column {:?}: non-finite value", def.name));
-                    }
-                    if missing.contains(&x) {
-                        continue;
-                    }
-                    values.push(transform(x, *log1p, *clip));
-                }
-                if values.is_empty() {
-                    return Err(format!("column {:?} has no values in training", def.name));
-                }
-                let n = values.len() as f64;
-                let mean = values.iter().sum::<f64>() / n;
-                let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-                // A constant column gets std 1 so it standardises to 0 instead of NaN.
-                let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-                values.sort_by(f64::total_cmp);
-                let deciles = (1..10)
-                    .map(|k| values[(values.len() * k / 10).min(values.len() - 1)])
-                    .collect();
-                FittedKind::Numeric {
-                    log1p: *log1p,
-                    clip: *clip,
-                    missing: missing.clone(),
-                    mean,
-                    std,
-                    deciles,
-                }
-            }
-            FeatureKind::Categorical { min_count } => {
-                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-                let mut numbuf = String::new();
-                for r in records {
-                    let v = match r.cell(i, &def.name) {
-                        None | Some(Cell::Str("")) => continue,
-                        Some(Cell::Str(s)) => s,
-                        Some(Cell::Bool(b)) => {
-                            if b {
-                                "true"
-                            } else {
-                                "false"
-                            }
-                        }
-                        Some(Cell::Num(x)) => {
-                            use std::fmt::Write;
-                            numbuf.clear();
-                            let _ = write!(numbuf, "{x}");
-                            numbuf.as_str()
-                        }
-                    };
-                    match counts.get_mut(v) {
-                        Some(c) => *c += 1,
-                        None => {
-                            counts.insert(v.to_string(), 1);
-                        }
-                    }
-                }
-                FittedKind::Categorical {
-                    vocabulary: counts
-                        .into_iter()
-                        .filter(|(_, c)| c >= min_count)
-                        .map(|(v, _)| v)
-                        .collect(),
-                }
-            }
-            FeatureKind::Bool => {
-                let (mut sum, mut n) = (0.0, 0.0);
-                for r in records {
-                    let b = match r.cell(i, &def.name) {
-                        None | Some(Cell::Str("")) => continue,
-                        Some(Cell::Bool(b)) => b,
-                        Some(Cell::Num(x)) => x != 0.0,
-                        Some(Cell::Str(s)) => parse_bool(s)
-                            .ok_or_else(|| format!("column {:?}: {s:?} is not a bool", def.name))?,
-                    };
-                    sum += f64::from(u8::from(b));
-                    n += 1.0;
-                }
-                FittedKind::Bool {
-                    mean: if n > 0.0 { sum / n } else { 0.0 },
-                }
-            }
-        };
-        fitted.push(FittedFeature {
-            name: def.name.clone(),
-            kind,
-        });
-    }
-    Ok(FittedSpec::new(fitted))
-}
-
-/// Guesses each column's kind from its text values: bool words, numbers, or else categories.
-pub fn infer_kind<'a>(values: impl Iterator<Item = &'a str>) -> FeatureKind {
-    let mut all_bool = true;
-    let mut all_num = true;
-    let mut any = false;
-    for v in values {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        any = true;
-        // Digits 0/1 count as numbers, not bools: a 0/1 column standardises just as well.
-        let is_word_bool = parse_bool(v).is_some() && v.parse::<f64>().is_err();
-        all_bool &= is_word_bool;
-        all_num &= v.parse::<f64>().is_ok_and(f64::is_finite);
-        if !all_bool && !all_num {
-            break;
-        }
-    }
-    if any && all_bool {
-        FeatureKind::Bool
-    } else if any && all_num {
-        FeatureKind::Numeric {
-            log1p: false,
-            clip: None,
-            missing: Vec::new(),
-        }
-    } else {
-        FeatureKind::Categorical {
-            min_count: default_min_count(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use crate::domain::assignment::LeadContext;
 use crate::domain::assignment::{Assignment, LeadState, Outcome};
 use crate::domain::drift::{DriftReport, LiveDrift};
+use crate::domain::features::Clipped;
 use crate::domain::gate::GateReport;
 use crate::domain::lead::{Lead, validate_id};
 use crate::domain::model::{Model, Score, cold_start_score};
@@ -262,7 +263,7 @@ impl Engine {
         let artifact = m.model.artifact();
         let k = artifact.spec.n_columns();
         let mut rows = vec![0.0; k * leads.len()];
-        let extracted: Vec<Result<()>> = leads
+        let extracted: Vec<Result<Clipped>> = leads
             .iter()
             .zip(rows.chunks_mut(k.max(1)))
             .map(|(l, row)| artifact.spec.extract_into(l, row))
@@ -273,11 +274,11 @@ impl Engine {
             .iter()
             .zip(extracted)
             .enumerate()
-            .map(|(i, (lead, ok))| {
-                ok?;
+            .map(|(i, (lead, clipped))| {
+                let clipped = clipped?;
                 let row = &rows[i * k..(i + 1) * k];
                 m.observe(row, p[i]);
-                Ok(self.decide(lead, m.model.explain(row, p[i])))
+                Ok(self.decide(lead, m.model.explain(row, p[i], clipped)))
             })
             .collect()
     }

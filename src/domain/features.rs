@@ -111,6 +111,10 @@ pub enum FittedKind {
         /// Training values by decile of the transformed value, for drift checks.
         #[serde(default)]
         deciles: Vec<f64>,
+        /// The 0.1 and 99.9 percentiles of the raw training values: a value outside is
+        /// clipped to them, so no single attribute can drive the probability to 0 or 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        range: Option<[f64; 2]>,
     },
     Categorical {
         /// Sorted; column i is `vocabulary[i]`, the last column is "other".
@@ -243,11 +247,14 @@ impl FittedSpec {
 
     /// Writes the dense row of `record` into `out` (length `n_columns`). Allocates nothing for
     /// string and bool cells. A cell of the wrong type is an error naming the attribute.
+    /// Fills `out` with the record's model columns; answers which features were clipped to
+    /// their training range.
     pub fn extract_into<R: Record + ?Sized>(
         &self,
         record: &R,
         out: &mut [f64],
-    ) -> Result<(), Error> {
+    ) -> Result<Clipped, Error> {
+        let mut clipped = Clipped::default();
         debug_assert_eq!(out.len(), self.n_columns);
         let mut numbuf = NumText::new();
         for (i, f) in self.features.iter().enumerate() {
@@ -260,6 +267,7 @@ impl FittedSpec {
                     missing,
                     mean,
                     std,
+                    range,
                     ..
                 } => {
                     let raw = match cell {
@@ -276,6 +284,13 @@ impl FittedSpec {
                     };
                     match raw.filter(|x| !missing.contains(x)) {
                         Some(x) => {
+                            let x = match range {
+                                Some([lo, hi]) if x < *lo || x > *hi => {
+                                    clipped.mark(i);
+                                    x.clamp(*lo, *hi)
+                                }
+                                _ => x,
+                            };
                             out[o] = (transform(x, *log1p, *clip) - mean) / std;
                             out[o + 1] = 0.0;
                         }
@@ -312,7 +327,7 @@ impl FittedSpec {
                 }
             }
         }
-        Ok(())
+        Ok(clipped)
     }
 }
 
@@ -362,6 +377,27 @@ fn bad_type(name: &str, want: &str, got: &str) -> Error {
         format!("lead.attributes[{name}]"),
         format!("expected {want}, got {shown:?}"),
     )
+}
+
+/// Which features of a record were clipped to their training range, by feature index (the
+/// first 64; a spec has a few dozen at most).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clipped(u64);
+
+impl Clipped {
+    fn mark(&mut self, feature: usize) {
+        if feature < 64 {
+            self.0 |= 1 << feature;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(&self, feature: usize) -> bool {
+        feature < 64 && self.0 & (1 << feature) != 0
+    }
 }
 
 /// Clip, then log1p (of the clipped value, floored at 0 so log1p stays finite).

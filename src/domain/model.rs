@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::drift::DriftReference;
-use crate::domain::features::{FittedSpec, Record};
+use crate::domain::features::{Clipped, FittedSpec, Record};
 use crate::error::Error;
 
 /// The artifact format this build reads and writes.
@@ -213,6 +213,8 @@ pub struct Score {
     pub top_negative: Vec<(String, f64)>,
     pub model_version: String,
     pub cold_start: bool,
+    /// Attributes whose value lay outside the training range and was clipped to it.
+    pub clipped: Vec<String>,
 }
 
 /// A loaded, validated model ready to score.
@@ -299,15 +301,25 @@ impl Model {
         let spec = &self.artifact.spec;
         buf.clear();
         buf.resize(spec.n_columns(), 0.0);
-        spec.extract_into(record, buf)?;
+        let clipped = spec.extract_into(record, buf)?;
         let p = self.predict_row(buf);
-        Ok(self.explain(buf, p))
+        Ok(self.explain(buf, p, clipped))
     }
 
     /// The score of a dense `row` whose probability `p` is already known (batch scoring),
     /// with its largest contributions by source attribute.
-    pub fn explain(&self, row: &[f64], p: f64) -> Score {
+    pub fn explain(&self, row: &[f64], p: f64, clipped: Clipped) -> Score {
         let spec = &self.artifact.spec;
+        let clipped = if clipped.is_empty() {
+            Vec::new()
+        } else {
+            spec.features()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| clipped.contains(*i))
+                .map(|(_, f)| f.name.clone())
+                .collect()
+        };
         let mut contributions: Vec<(&str, f64)> = spec
             .features()
             .iter()
@@ -342,6 +354,7 @@ impl Model {
             top_negative,
             model_version: self.version().to_string(),
             cold_start: false,
+            clipped,
         }
     }
 
@@ -360,6 +373,7 @@ pub fn cold_start_score(base_rate: f64) -> Score {
         top_negative: Vec::new(),
         model_version: "cold-start".into(),
         cold_start: true,
+        clipped: Vec::new(),
     }
 }
 
@@ -380,6 +394,7 @@ pub(crate) mod tests {
                     mean: 40.0,
                     std: 10.0,
                     deciles: vec![],
+                    range: Some([18.0, 95.0]),
                 },
             },
             FittedFeature {
@@ -463,6 +478,20 @@ pub(crate) mod tests {
         assert!((s.probability - sigmoid(z)).abs() < 1e-12);
         assert_eq!(s.score, (sigmoid(z) * 100.0).round() as u32);
         assert_eq!(s.grade, Grade::A);
+    }
+
+    #[test]
+    fn values_outside_the_training_range_are_clipped_and_named() {
+        use AttrValue::*;
+        let m = Model::new(tiny_artifact());
+        let at = |age: f64| m.score(&lead(&[("age", Number(age))])).unwrap();
+        let huge = at(1e308);
+        assert_eq!(huge.clipped, vec!["age".to_string()]);
+        assert_eq!(huge.probability, at(95.0).probability);
+        assert!(huge.probability < 1.0);
+        assert_eq!(at(-1e308).probability, at(18.0).probability);
+        assert!(at(60.0).clipped.is_empty());
+        assert!(at(95.0).clipped.is_empty(), "the bound itself is in range");
     }
 
     #[test]

@@ -179,6 +179,7 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             top_negative: contributions(d.score.top_negative),
             model_version: d.score.model_version,
             cold_start: d.score.cold_start,
+            clipped: d.score.clipped,
         }),
         segment: Some(pb::Segment {
             name: d.segment.segment,

@@ -285,3 +285,40 @@ async fn a_full_memory_store_refuses_new_leads_with_resource_exhausted() {
         "a replay still answers"
     );
 }
+
+/// An extreme number cannot buy a perfect score: it is clipped to the training range and the
+/// score says which attribute was clipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_numbers_are_clipped_and_named() {
+    let app = spawn_app().await;
+    let score = |age: f64| {
+        let mut lead = good_lead("x");
+        lead.attributes.insert("age".into(), n(age));
+        let mut c = app.leads();
+        async move {
+            c.score_lead(pb::ScoreLeadRequest { lead: Some(lead) })
+                .await
+                .unwrap()
+                .into_inner()
+                .decision
+                .unwrap()
+                .score
+                .unwrap()
+        }
+    };
+    let huge = score(1e308).await;
+    assert_eq!(huge.clipped, vec!["age".to_string()]);
+    assert!(huge.probability < 0.99, "{huge:?}");
+    // The top of the shipped model's training range for age (its 99.9th percentile).
+    let artifact: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped_model()).unwrap()).unwrap();
+    let age = artifact["spec"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "age")
+        .unwrap();
+    let top = score(age["range"][1].as_f64().unwrap()).await;
+    assert!(top.clipped.is_empty());
+    assert_eq!(huge.probability, top.probability);
+}

@@ -18,6 +18,7 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                 missing,
             } => {
                 let mut values = Vec::with_capacity(records.len());
+                let mut raw = Vec::with_capacity(records.len());
                 for r in records {
                     let x = match r.cell(i, &def.name) {
                         None | Some(Cell::Str("")) => continue,
@@ -34,6 +35,7 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                     if missing.contains(&x) {
                         continue;
                     }
+                    raw.push(x);
                     values.push(transform(x, *log1p, *clip));
                 }
                 if values.is_empty() {
@@ -48,7 +50,10 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                 let deciles = (1..10)
                     .map(|k| values[(values.len() * k / 10).min(values.len() - 1)])
                     .collect();
+                raw.sort_by(f64::total_cmp);
+                let at = |per_mille: usize| raw[(raw.len() * per_mille / 1000).min(raw.len() - 1)];
                 FittedKind::Numeric {
+                    range: Some([at(1), at(999)]),
                     log1p: *log1p,
                     clip: *clip,
                     missing: missing.clone(),

@@ -17,7 +17,7 @@ use crate::domain::gate::GateReport;
 use crate::domain::lead::{Lead, validate_id};
 use crate::domain::model::{Model, Score, cold_start_score};
 use crate::domain::rep::Rep;
-use crate::domain::routing::{self, CandidateRecord, RoutingPolicy};
+use crate::domain::routing::{self, CandidateRecord, RoutingPolicy, UnknownPool};
 use crate::domain::segment::{SegmentMatch, SegmentRules};
 use crate::domain::terms::SlaPolicy;
 use crate::error::{Error, Result};
@@ -100,6 +100,19 @@ struct Prepared {
     rejected: Vec<CandidateRecord>,
     /// Why no rep of the pool could ever take the lead, if none could.
     unroutable: Option<String>,
+    /// Said in the decision record whatever happens (an unknown pool sent to the default).
+    note: Option<String>,
+}
+
+impl Prepared {
+    /// The decision record's `reason`: the note, then why the lead is unroutable.
+    fn reason(&self) -> String {
+        match (&self.note, &self.unroutable) {
+            (Some(n), Some(u)) => format!("{n}; {u}"),
+            (Some(s), None) | (None, Some(s)) => s.clone(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 pub struct EngineParts {
@@ -130,8 +143,8 @@ thread_local! {
 
 /// The decision once the store has answered the claim.
 fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
+    let reason = p.reason();
     let (rejected, pool) = (p.rejected, p.req.context.needs.pool);
-    let reason = p.unroutable.unwrap_or_default();
     let (status, mut candidates, replayed) = match claim {
         Claim::Assigned {
             assignment,
@@ -166,12 +179,13 @@ fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
 
 /// The decision for a lead no rep of its pool could ever take, when it is not queued.
 fn unroutable(mut decision: Decision, p: Prepared) -> Decision {
+    let reason = p.reason();
     decision.routing = Some(RoutingDecision {
         status: RoutingStatus::Unroutable,
         pool: p.req.context.needs.pool,
         candidates: p.rejected,
         replayed: false,
-        reason: p.unroutable.unwrap_or_default(),
+        reason,
     });
     decision
 }
@@ -342,17 +356,36 @@ impl Engine {
         now: Timestamp,
     ) -> Result<(Decision, Prepared)> {
         let seg_skills = self.parts.segments.skills_for(&decision.segment.segment);
-        let needs = self
-            .parts
-            .routing
-            .needs(&lead, &decision.segment.segment, seg_skills);
+        let policy = &self.parts.routing;
+        let mut needs = policy.needs(&lead, &decision.segment.segment, seg_skills);
         decision.required_skills = needs.required_skills.clone();
+        let field = || format!("lead.attributes[{}]", policy.pool_attribute);
         if needs.pool.contains(['{', '}']) || needs.pool.len() > crate::domain::lead::MAX_ID_LEN {
-            let field = format!("lead.attributes[{}]", self.parts.routing.pool_attribute);
             return Err(Error::invalid(
-                field,
+                field(),
                 "a pool name has at most 128 bytes and no braces",
             ));
+        }
+        let mut note = None;
+        if !policy.is_declared(&needs.pool, reps) {
+            match policy.unknown_pool {
+                UnknownPool::Refuse => {
+                    return Err(Error::invalid(
+                        field(),
+                        format!(
+                            "pool {:?} is not declared (no rep and no [routing.pools] entry names it)",
+                            needs.pool
+                        ),
+                    ));
+                }
+                UnknownPool::Default => {
+                    note = Some(format!(
+                        "pool {:?} is not declared; routed to {:?}",
+                        needs.pool, policy.default_pool
+                    ));
+                    needs.pool = policy.default_pool.clone();
+                }
+            }
         }
         let ranking = routing::rank(reps, &needs, now, &[]);
         let unroutable = routing::unroutable_reason(reps, &needs);
@@ -379,6 +412,7 @@ impl Engine {
                 req,
                 rejected: ranking.rejected,
                 unroutable,
+                note,
             },
         ))
     }
@@ -468,7 +502,35 @@ impl Engine {
 
     pub async fn upsert_rep(&self, rep: Rep) -> Result<(RepStatus, Vec<Assignment>)> {
         let rep = rep.validate()?;
+        self.check_team_limits(&rep).await?;
         self.parts.store.upsert_rep(rep, self.now()).await
+    }
+
+    /// `routing.max_pools` and `routing.max_reps_per_pool`, checked against this replica's
+    /// snapshot of the team (replicas racing near a limit may pass it by a few).
+    async fn check_team_limits(&self, rep: &Rep) -> Result<()> {
+        let policy = &self.parts.routing;
+        let team = self.parts.store.reps().await?;
+        let others = team.iter().filter(|r| r.id != rep.id);
+        let in_pool = others.clone().filter(|r| r.pool == rep.pool).count();
+        if in_pool >= policy.max_reps_per_pool {
+            return Err(Error::ResourceExhausted(format!(
+                "pool {:?} already has {in_pool} reps (routing.max_reps_per_pool)",
+                rep.pool
+            )));
+        }
+        if in_pool == 0 {
+            let mut pools: Vec<&str> = others.map(|r| r.pool.as_str()).collect();
+            pools.sort_unstable();
+            pools.dedup();
+            if pools.len() >= policy.max_pools {
+                return Err(Error::ResourceExhausted(format!(
+                    "the team already spans {} pools (routing.max_pools)",
+                    pools.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn rep(&self, rep_id: &str) -> Result<RepStatus> {

@@ -45,6 +45,34 @@ pub struct RoutingPolicy {
     /// Per-pool overrides of the three above.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolTerms>,
+    /// A lead naming a pool no rep and no `pools.<name>` declares: refused, or routed to
+    /// `default_pool` (said in the decision record). Traffic never creates pools.
+    #[serde(default)]
+    pub unknown_pool: UnknownPool,
+    /// Pools the team may span, and reps one pool may hold (UpsertRep past them:
+    /// RESOURCE_EXHAUSTED).
+    #[serde(default = "default_max_pools")]
+    pub max_pools: usize,
+    #[serde(default = "default_max_reps_per_pool")]
+    pub max_reps_per_pool: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownPool {
+    /// INVALID_ARGUMENT naming the pool attribute.
+    #[default]
+    Refuse,
+    /// The lead goes to `default_pool`.
+    Default,
+}
+
+fn default_max_pools() -> usize {
+    1000
+}
+
+fn default_max_reps_per_pool() -> usize {
+    2000
 }
 
 fn default_offer_timeout() -> f64 {
@@ -56,6 +84,13 @@ fn default_max_offers() -> u32 {
 }
 
 impl RoutingPolicy {
+    /// Whether a pool exists: the default pool, a configured one, or one a rep names.
+    pub fn is_declared(&self, pool: &str, reps: &[Rep]) -> bool {
+        pool == self.default_pool
+            || self.pools.contains_key(pool)
+            || reps.iter().any(|r| r.pool == pool)
+    }
+
     /// The terms of a lead routed to `pool` in `segment`.
     pub fn terms(&self, pool: &str, segment: &str, sla: &SlaPolicy) -> Terms {
         terms::terms(
@@ -435,6 +470,9 @@ mod tests {
             offer_timeout_s: 120.0,
             max_offers: 3,
             pools: BTreeMap::new(),
+            unknown_pool: UnknownPool::Refuse,
+            max_pools: 1000,
+            max_reps_per_pool: 2000,
         }
     }
 

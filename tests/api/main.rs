@@ -10,6 +10,7 @@ mod limits;
 mod model_ops;
 mod models;
 mod offer_race;
+mod pools;
 mod race;
 mod redis_crm;
 mod redis_faults;

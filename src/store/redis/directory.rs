@@ -107,6 +107,34 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Restores registrations of pools that reps name but the pool set lost (a partial restore,
+    /// an operator's SREM): without it their leads answer NOT_FOUND and their reps drop out of
+    /// routing. Returns the pools restored.
+    pub(super) async fn heal_pools(&self) -> Result<Vec<String>> {
+        let named: Vec<String> = self
+            .conn()
+            .hvals(self.global("rep-pool"))
+            .await
+            .map_err(classify)?;
+        let registered: std::collections::HashSet<String> =
+            self.pools().await?.into_iter().collect();
+        let mut missing: Vec<String> = named
+            .into_iter()
+            .filter(|p| !registered.contains(p))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let _: i64 = self
+                .conn()
+                .sadd(self.global("pools"), &missing)
+                .await
+                .map_err(classify)?;
+            tracing::warn!(pools = ?missing, "restored lost pool registrations");
+        }
+        Ok(missing)
+    }
+
     async fn bump_directory(&self) -> Result<()> {
         let _: i64 = self
             .conn()
@@ -182,12 +210,20 @@ impl RedisStore {
 
 /// Polls the directory version and reloads the snapshot when another replica changed it.
 pub(super) async fn watch_directory(store: Weak<RedisStore>) {
+    // Every HEAL_EVERY polls (2 s), check that every pool a rep names is registered.
+    const HEAL_EVERY: u32 = 8;
+    let mut tick = 0u32;
     loop {
         tokio::time::sleep(DIRECTORY_POLL).await;
         let Some(s) = store.upgrade() else { return };
+        tick = tick.wrapping_add(1);
+        let healed = tick.is_multiple_of(HEAL_EVERY)
+            && s.heal_pools()
+                .await
+                .is_ok_and(|restored| !restored.is_empty());
         let current: redis::RedisResult<Option<i64>> = s.conn().get(s.global("dirver")).await;
         if let Ok(v) = current
-            && v != s.directory.load().version
+            && (healed || v != s.directory.load().version)
             && let Err(e) = s.refresh().await
         {
             tracing::warn!(error = %e, "directory refresh failed");

@@ -119,6 +119,9 @@ pub struct StoreSettings {
     /// closed lead is forgotten to make room; with none closed, new leads are refused with
     /// RESOURCE_EXHAUSTED. Outcomes kept for export are capped at the same number.
     pub memory_max_leads: usize,
+    /// memory:// only: bytes of lead contexts (stored leads and kept outcomes, estimated by
+    /// `LeadContext::approx_bytes`) at most; the same forgetting, then RESOURCE_EXHAUSTED.
+    pub memory_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -261,7 +261,8 @@ pub async fn open(
     let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(
-            memory::MemoryStore::with_max_leads(settings.memory_max_leads).retain(retention),
+            memory::MemoryStore::with_limits(settings.memory_max_leads, settings.memory_max_bytes)
+                .retain(retention),
         )),
         Some("redis" | "redis+unix" | "unix" | "rediss") => {
             let config = redis::RedisConfig {

@@ -27,12 +27,15 @@ pub struct MemoryStore {
     state: Mutex<State>,
     /// Leads held at most; see `config::StoreSettings::memory_max_leads`.
     max_leads: usize,
+    /// Bytes of lead contexts (leads and kept outcomes) at most: `store.memory_max_bytes`.
+    max_bytes: usize,
     /// Ticks after each write, for watchers.
     changes: tokio::sync::watch::Sender<u64>,
 }
 
-/// The limit when none is configured (as in `defaults.toml`).
+/// The limits when none is configured (as in `defaults.toml`).
 pub const DEFAULT_MAX_LEADS: usize = 200_000;
+pub const DEFAULT_MAX_BYTES: usize = 512 << 20;
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -42,9 +45,14 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn with_max_leads(max_leads: usize) -> MemoryStore {
+        MemoryStore::with_limits(max_leads, DEFAULT_MAX_BYTES)
+    }
+
+    pub fn with_limits(max_leads: usize, max_bytes: usize) -> MemoryStore {
         MemoryStore {
             state: Mutex::default(),
             max_leads: max_leads.max(1),
+            max_bytes: max_bytes.max(1),
             changes: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -101,7 +109,9 @@ impl CapacityStore for MemoryStore {
             }
             None => {}
         }
-        s.make_room(self.max_leads)?;
+        let bytes = req.context.approx_bytes();
+        s.make_room(self.max_leads, self.max_bytes, bytes)?;
+        s.bytes += bytes;
         let (assigned, records) = s.book(&req.context, req.candidates, req.now, true);
         let claim = match assigned {
             Some(a) => {
@@ -194,6 +204,7 @@ impl CapacityStore for MemoryStore {
         closed.deadline_ms = None;
         let rep = closed.rep_id.clone();
         s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
+        s.bytes += ctx.approx_bytes();
         s.outcomes.push_back(OutcomeRecord {
             context: ctx.clone(),
             rep_id: closed.rep_id.clone(),
@@ -201,7 +212,7 @@ impl CapacityStore for MemoryStore {
             closed_at_ms: millis(now),
         });
         if s.outcomes.len() > self.max_leads {
-            s.outcomes.pop_front();
+            s.forget_oldest_outcome();
         }
         s.closed.push_back(lead_id.to_string());
         s.leads.insert(
@@ -488,5 +499,53 @@ mod tests {
         assert_eq!(store.lookup("a").await.unwrap(), None);
         assert!(store.lookup("d").await.unwrap().is_some());
         assert_eq!(store.outcomes().await.unwrap().len(), 1);
+    }
+
+    /// The byte limit counts each lead's context: big leads fill it long before the lead
+    /// count does; closing one and forgetting it (and its kept outcome) makes room again.
+    #[tokio::test]
+    async fn the_byte_limit_counts_lead_contexts() {
+        use crate::domain::lead::AttrValue;
+        use crate::store::contract::{claim_context, context};
+        let big = |id: &str| {
+            let mut ctx = context(id, 0.5);
+            for a in 0..100 {
+                ctx.lead
+                    .attributes
+                    .insert(format!("a{a}"), AttrValue::String("x".repeat(1000)));
+            }
+            ctx
+        };
+        let one = big("x").approx_bytes();
+        assert!(one > 100_000, "{one}");
+        // Room for three big leads (and a kept outcome's worth less than one more).
+        let store = MemoryStore::with_limits(1000, 3 * one + one / 2);
+        store.upsert_rep(rep("r", 1), t0()).await.unwrap();
+        for id in ["a", "b", "c"] {
+            claim_context(&store, big(id), t0()).await.unwrap();
+        }
+        let full = claim_context(&store, big("d"), t0()).await;
+        let Err(Error::ResourceExhausted(m)) = full else {
+            panic!("{full:?}")
+        };
+        assert!(m.contains("store.memory_max_bytes"), "{m}");
+        // Small leads still fit in what is left.
+        claim(&store, "small", 0.5, t0()).await;
+        store.close("a", Outcome::Won, t0()).await.unwrap();
+        claim_context(&store, big("d"), t0()).await.unwrap();
+        assert_eq!(store.lookup("a").await.unwrap(), None, "a was forgotten");
+        let s = store.lock();
+        let counted: usize = s
+            .leads
+            .values()
+            .map(|e| match e {
+                LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.approx_bytes(),
+            })
+            .sum::<usize>()
+            + s.outcomes
+                .iter()
+                .map(|o| o.context.approx_bytes())
+                .sum::<usize>();
+        assert_eq!(s.bytes, counted, "the running count matches the contents");
     }
 }

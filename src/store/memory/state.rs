@@ -95,6 +95,8 @@ pub(super) struct State {
     /// When each queued lead joined the queue (ms).
     pub(super) queued_at: HashMap<String, i64>,
     pub(super) retention: Retention,
+    /// `approx_bytes` of every stored lead's context and every kept outcome's.
+    pub(super) bytes: usize,
 }
 
 pub(super) fn queue_key(probability: f64, seq: u64, lead_id: &str) -> QueueKey {
@@ -272,23 +274,52 @@ impl State {
         s
     }
 
-    /// Makes room for one more lead: at the limit, forgets the oldest closed lead (its replay
-    /// protection ends there); with none closed, refuses.
-    pub(super) fn make_room(&mut self, max_leads: usize) -> Result<()> {
-        while self.leads.len() >= max_leads {
-            let Some(id) = self.closed.pop_front() else {
-                return Err(Error::ResourceExhausted(format!(
-                    "the memory store holds {} open or queued leads, its limit \
-                     (store.memory_max_leads); close some, or use Redis",
-                    self.leads.len()
-                )));
-            };
-            if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if a.is_closed()) {
-                self.leads.remove(&id);
-                self.offers.remove(&id);
+    /// Makes room for one more lead of `incoming` bytes: at a limit, forgets the oldest closed
+    /// lead (its replay protection ends there), then the oldest kept outcomes; with neither
+    /// left, refuses and names the limit.
+    pub(super) fn make_room(
+        &mut self,
+        max_leads: usize,
+        max_bytes: usize,
+        incoming: usize,
+    ) -> Result<()> {
+        loop {
+            let over_count = self.leads.len() >= max_leads;
+            let over_bytes = self.bytes + incoming > max_bytes;
+            if !over_count && !over_bytes {
+                return Ok(());
             }
+            if let Some(id) = self.closed.pop_front() {
+                if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if a.is_closed())
+                    && let Some(LeadEntry::Assigned(_, ctx)) = self.leads.remove(&id)
+                {
+                    self.bytes = self.bytes.saturating_sub(ctx.approx_bytes());
+                    self.offers.remove(&id);
+                }
+                continue;
+            }
+            if over_bytes && !self.outcomes.is_empty() {
+                self.forget_oldest_outcome();
+                continue;
+            }
+            let limit = if over_count {
+                "store.memory_max_leads"
+            } else {
+                "store.memory_max_bytes"
+            };
+            return Err(Error::ResourceExhausted(format!(
+                "the memory store holds {} open or queued leads ({} MiB), its limit ({limit}); \
+                 close some, or use Redis",
+                self.leads.len(),
+                self.bytes >> 20
+            )));
         }
-        Ok(())
+    }
+
+    pub(super) fn forget_oldest_outcome(&mut self) {
+        if let Some(o) = self.outcomes.pop_front() {
+            self.bytes = self.bytes.saturating_sub(o.context.approx_bytes());
+        }
     }
 
     pub(super) fn open_count(&self, pool: &str, rep_id: &str) -> usize {

@@ -131,6 +131,15 @@ pub struct Metered<B> {
     held: usize,
     /// Armed when the body waits in the middle of a message.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The budget refused this call; it stays refused.
+    refused: bool,
+}
+
+fn refusal() -> BoxError {
+    Box::new(tonic::Status::resource_exhausted(
+        "the server holds too many unfinished request bytes (server.max_partial_bytes); \
+         retry later",
+    ))
 }
 
 impl<B> Metered<B> {
@@ -141,6 +150,7 @@ impl<B> Metered<B> {
             framing: Framing::default(),
             held: 0,
             deadline: None,
+            refused: false,
         }
     }
 }
@@ -166,6 +176,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
+        if this.refused {
+            return Poll::Ready(Some(Err(refusal())));
+        }
         let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => f,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
@@ -198,11 +211,12 @@ where
             }
             if open > 0 {
                 if !this.limits.budget.take(open) {
-                    let status = tonic::Status::resource_exhausted(
-                        "the server holds too many unfinished request bytes \
-                         (server.max_partial_bytes); retry later",
-                    );
-                    return Poll::Ready(Some(Err(Box::new(status))));
+                    // The call fails: its bytes go back now, not when the handler lets go of
+                    // the body, so a second call does not fail on bytes already doomed.
+                    this.limits.budget.give(this.held);
+                    this.held = 0;
+                    this.refused = true;
+                    return Poll::Ready(Some(Err(refusal())));
                 }
                 this.held += open;
             }

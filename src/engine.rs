@@ -91,6 +91,8 @@ pub struct RoutingDecision {
     pub replayed: bool,
     /// Why the lead is unroutable (also set when it was queued anyway); empty otherwise.
     pub reason: String,
+    /// Candidates left out of `candidates` (past `routing.candidates_shown`).
+    pub candidates_omitted: u32,
 }
 
 /// A scored lead ready for the store.
@@ -102,6 +104,8 @@ struct Prepared {
     unroutable: Option<String>,
     /// Said in the decision record whatever happens (an unknown pool sent to the default).
     note: Option<String>,
+    /// `routing.candidates_shown`.
+    shown: usize,
 }
 
 impl Prepared {
@@ -167,12 +171,14 @@ fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
     if !replayed {
         candidates.extend(rejected);
     }
+    let candidates_omitted = routing::cap_records(&mut candidates, p.shown);
     decision.routing = Some(RoutingDecision {
         status,
         pool,
         candidates,
         replayed,
         reason,
+        candidates_omitted,
     });
     decision
 }
@@ -180,12 +186,15 @@ fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
 /// The decision for a lead no rep of its pool could ever take, when it is not queued.
 fn unroutable(mut decision: Decision, p: Prepared) -> Decision {
     let reason = p.reason();
+    let mut candidates = p.rejected;
+    let candidates_omitted = routing::cap_records(&mut candidates, p.shown);
     decision.routing = Some(RoutingDecision {
         status: RoutingStatus::Unroutable,
         pool: p.req.context.needs.pool,
-        candidates: p.rejected,
+        candidates,
         replayed: false,
         reason,
+        candidates_omitted,
     });
     decision
 }
@@ -413,6 +422,7 @@ impl Engine {
                 rejected: ranking.rejected,
                 unroutable,
                 note,
+                shown: policy.candidates_shown,
             },
         ))
     }

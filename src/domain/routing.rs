@@ -55,6 +55,13 @@ pub struct RoutingPolicy {
     pub max_pools: usize,
     #[serde(default = "default_max_reps_per_pool")]
     pub max_reps_per_pool: usize,
+    /// Candidates listed in a decision record (the chosen rep first); the rest are counted.
+    #[serde(default = "default_candidates_shown")]
+    pub candidates_shown: usize,
+}
+
+fn default_candidates_shown() -> usize {
+    25
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -162,6 +169,22 @@ pub struct CandidateRecord {
     pub detail: String,
     pub load: u32,
     pub capacity: u32,
+}
+
+/// Keeps the first `shown` records, the chosen one among them; returns how many were dropped.
+pub fn cap_records(records: &mut Vec<CandidateRecord>, shown: usize) -> u32 {
+    if records.len() <= shown {
+        return 0;
+    }
+    if let Some(i) = records.iter().position(|r| r.verdict == Verdict::Chosen)
+        && i >= shown
+    {
+        let chosen = records.remove(i);
+        records.insert(0, chosen);
+    }
+    let omitted = records.len() - shown;
+    records.truncate(shown);
+    omitted as u32
 }
 
 /// The static part of a decision: who may take the lead, and who was filtered out.
@@ -473,6 +496,7 @@ mod tests {
             unknown_pool: UnknownPool::Refuse,
             max_pools: 1000,
             max_reps_per_pool: 2000,
+            candidates_shown: 25,
         }
     }
 
@@ -488,6 +512,30 @@ mod tests {
 
     fn now() -> Timestamp {
         "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn capped_records_keep_the_chosen_one() {
+        let record = |id: &str, verdict: Verdict| CandidateRecord {
+            rep_id: id.into(),
+            match_score: 0.0,
+            verdict,
+            detail: String::new(),
+            load: 0,
+            capacity: 0,
+        };
+        let mut rs: Vec<CandidateRecord> = (0..10)
+            .map(|i| record(&format!("r{i}"), Verdict::AtCapacity))
+            .collect();
+        rs.push(record("chosen", Verdict::Chosen));
+        let mut capped = rs.clone();
+        assert_eq!(cap_records(&mut capped, 4), 7);
+        assert_eq!(capped.len(), 4);
+        assert_eq!(capped[0].rep_id, "chosen");
+        assert_eq!(capped[1].rep_id, "r0");
+        let mut whole = rs.clone();
+        assert_eq!(cap_records(&mut whole, 11), 0);
+        assert_eq!(whole, rs);
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             replayed: r.replayed,
             pool: r.pool,
             reason: r.reason,
+            candidates_omitted: r.candidates_omitted,
         }
     });
     pb::DecisionRecord {

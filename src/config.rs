@@ -177,6 +177,9 @@ impl Settings {
             &self.routing.pools,
             &self.sla,
         )?;
+        if !(self.routing.queue_ttl_s >= 0.0 && self.routing.queue_ttl_s.is_finite()) {
+            return Err("routing.queue_ttl_s must be a number of seconds, 0 for none".into());
+        }
         if self.events.retention == 0 {
             return Err("events.retention must be at least 1".into());
         }

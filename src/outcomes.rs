@@ -44,6 +44,7 @@ pub fn write_csv(
 ) -> Result<usize, String> {
     let rows: Vec<&OutcomeRecord> = records
         .iter()
+        .filter(|r| r.outcome != Outcome::Expired)
         .filter(|r| include_returned || r.outcome != Outcome::Returned)
         .collect();
     let attrs: BTreeSet<&str> = rows

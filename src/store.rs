@@ -79,6 +79,8 @@ pub struct Released {
 pub enum DueKind {
     Offer,
     Sla,
+    /// A queued lead's `queue_ttl_ms` may have passed.
+    QueueTtl,
 }
 
 /// A pool's deadlines that have passed, and the next one that has not.
@@ -214,6 +216,9 @@ pub trait CapacityStore: Send + Sync {
     /// Flags an open lead whose SLA deadline has passed uncontacted and counts it against the
     /// rep; None when it is not (or no longer) due.
     async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>>;
+    /// Closes a lead EXPIRED if it is still queued and has waited its `queue_ttl_ms`; None
+    /// when it is not (taken by a rep meanwhile, closed, or queued again later).
+    async fn expire_queued(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>>;
     /// Deadlines of `pool` at or before `now` (at most `limit`) and the next later one.
     async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due>;
     /// A pool's events after cursor `after`, at most `limit`.

@@ -11,6 +11,9 @@ pub enum Outcome {
     Disqualified,
     /// The rep handed the lead back; it is not a training label.
     Returned,
+    /// Set by the server: the lead waited in the queue past `routing.queue_ttl_s`; not a
+    /// training label either.
+    Expired,
 }
 
 impl Outcome {
@@ -20,6 +23,7 @@ impl Outcome {
             Outcome::Lost => "lost",
             Outcome::Disqualified => "disqualified",
             Outcome::Returned => "returned",
+            Outcome::Expired => "expired",
         }
     }
 }
@@ -87,6 +91,9 @@ pub struct Terms {
     /// On an SLA breach move the lead to the next best rep (else only flag it).
     #[serde(default)]
     pub sla_reassign: bool,
+    /// A lead waiting in the queue this many ms is closed EXPIRED; 0: it waits forever.
+    #[serde(default)]
+    pub queue_ttl_ms: i64,
 }
 
 /// What the store keeps about a lead besides its assignment: enough to re-rank it and to turn

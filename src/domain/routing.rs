@@ -58,6 +58,10 @@ pub struct RoutingPolicy {
     /// Candidates listed in a decision record (the chosen rep first); the rest are counted.
     #[serde(default = "default_candidates_shown")]
     pub candidates_shown: usize,
+    /// A lead queued this many seconds is closed EXPIRED (recorded, not a training label), so
+    /// a queue nobody works drains by itself; 0 (the default) keeps leads queued forever.
+    #[serde(default, alias = "queue_ttl")]
+    pub queue_ttl_s: f64,
 }
 
 fn default_candidates_shown() -> usize {
@@ -100,14 +104,18 @@ impl RoutingPolicy {
 
     /// The terms of a lead routed to `pool` in `segment`.
     pub fn terms(&self, pool: &str, segment: &str, sla: &SlaPolicy) -> Terms {
-        terms::terms(
+        let mut t = terms::terms(
             self.mode,
             self.offer_timeout_s,
             self.max_offers,
             self.pools.get(pool),
             sla,
             segment,
-        )
+        );
+        if self.queue_ttl_s > 0.0 {
+            t.queue_ttl_ms = ((self.queue_ttl_s * 1000.0).round() as i64).max(1);
+        }
+        t
     }
 }
 
@@ -497,6 +505,7 @@ mod tests {
             max_pools: 1000,
             max_reps_per_pool: 2000,
             candidates_shown: 25,
+            queue_ttl_s: 0.0,
         }
     }
 

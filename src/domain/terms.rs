@@ -82,6 +82,7 @@ pub fn terms(
             .and_then(|s| seconds_ms("", *s).ok())
             .unwrap_or(0),
         sla_reassign: sla.on_breach == OnBreach::Reassign,
+        queue_ttl_ms: 0,
     }
 }
 

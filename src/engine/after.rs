@@ -109,6 +109,13 @@ impl Engine {
                             tracing::info!(lead, rep = %r.rep_id, "offer expired");
                         }),
                     DueKind::Sla => self.breach(&lead, &mut contexts).await,
+                    DueKind::QueueTtl => {
+                        self.store().expire_queued(&lead, now).await.map(|closed| {
+                            if closed.is_some() {
+                                tracing::info!(lead, "queued lead expired (routing.queue_ttl_s)");
+                            }
+                        })
+                    }
                 };
                 match done {
                     Ok(()) | Err(Error::FailedPrecondition(_) | Error::NotFound { .. }) => {}

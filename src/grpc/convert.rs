@@ -70,6 +70,10 @@ pub fn outcome(raw: i32) -> Result<Outcome, Error> {
         Ok(pb::Outcome::Lost) => Ok(Outcome::Lost),
         Ok(pb::Outcome::Disqualified) => Ok(Outcome::Disqualified),
         Ok(pb::Outcome::Returned) => Ok(Outcome::Returned),
+        Ok(pb::Outcome::Expired) => Err(Error::invalid(
+            "outcome",
+            "EXPIRED is set by the server when a queued lead outlives routing.queue_ttl_s",
+        )),
         _ => Err(Error::invalid(
             "outcome",
             format!("{raw} is not one of WON, LOST, DISQUALIFIED, RETURNED"),
@@ -83,6 +87,7 @@ fn outcome_pb(o: Outcome) -> pb::Outcome {
         Outcome::Lost => pb::Outcome::Lost,
         Outcome::Disqualified => pb::Outcome::Disqualified,
         Outcome::Returned => pb::Outcome::Returned,
+        Outcome::Expired => pb::Outcome::Expired,
     }
 }
 

@@ -28,7 +28,7 @@ macro_rules! store_contract_tests {
             offers_expire_and_move_on, declined_offers_skip_those_reps_until_max_offers,
             contacted_stops_the_sla_and_breaches_are_counted,
             events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue,
-            racing_pool_moves_leave_each_rep_in_one_pool);
+            racing_pool_moves_leave_each_rep_in_one_pool, queued_leads_expire_after_their_ttl);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -44,9 +44,11 @@ macro_rules! store_contract_tests {
 mod calendar;
 mod directory;
 mod offers;
+mod queue;
 pub use calendar::*;
 pub use directory::*;
 pub use offers::*;
+pub use queue::*;
 
 pub fn t0() -> Timestamp {
     "2026-11-27T12:00:00Z".parse().unwrap()

@@ -63,6 +63,44 @@ impl MemoryStore {
         self
     }
 
+    /// The common end of every close, under the lock: frees the rep, records the outcome and
+    /// the CLOSED event, and keeps the lead as closed.
+    fn seal(
+        &self,
+        s: &mut State,
+        assignment: Assignment,
+        ctx: LeadContext,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Assignment {
+        let lead_id = assignment.lead_id.clone();
+        if !assignment.rep_id.is_empty() {
+            s.unhold(&assignment);
+            s.release(&assignment.rep_id);
+        }
+        s.offers.remove(&lead_id);
+        let mut closed = assignment;
+        closed.state = AssignmentState::Closed(outcome);
+        closed.closed_at_ms = Some(millis(now));
+        closed.deadline_ms = None;
+        let rep = closed.rep_id.clone();
+        s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
+        s.bytes += ctx.approx_bytes();
+        s.outcomes.push_back(OutcomeRecord {
+            context: ctx.clone(),
+            rep_id: closed.rep_id.clone(),
+            outcome,
+            closed_at_ms: millis(now),
+        });
+        if s.outcomes.len() > self.max_leads {
+            s.forget_oldest_outcome();
+        }
+        s.closed.push_back(lead_id.clone());
+        s.leads
+            .insert(lead_id, LeadEntry::Assigned(closed.clone(), ctx));
+        closed
+    }
+
     fn tick(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -193,32 +231,7 @@ impl CapacityStore for MemoryStore {
                 (a, ctx)
             }
         };
-        if !assignment.rep_id.is_empty() {
-            s.unhold(&assignment);
-            s.release(&assignment.rep_id);
-        }
-        s.offers.remove(lead_id);
-        let mut closed = assignment;
-        closed.state = AssignmentState::Closed(outcome);
-        closed.closed_at_ms = Some(millis(now));
-        closed.deadline_ms = None;
-        let rep = closed.rep_id.clone();
-        s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
-        s.bytes += ctx.approx_bytes();
-        s.outcomes.push_back(OutcomeRecord {
-            context: ctx.clone(),
-            rep_id: closed.rep_id.clone(),
-            outcome,
-            closed_at_ms: millis(now),
-        });
-        if s.outcomes.len() > self.max_leads {
-            s.forget_oldest_outcome();
-        }
-        s.closed.push_back(lead_id.to_string());
-        s.leads.insert(
-            lead_id.to_string(),
-            LeadEntry::Assigned(closed.clone(), ctx),
-        );
+        let closed = self.seal(&mut s, assignment, ctx, outcome, now);
         drop(s);
         let drained = self.drain_pool(&closed.pool, now);
         Ok(Closed {
@@ -316,6 +329,36 @@ impl CapacityStore for MemoryStore {
         let a = self.lock().breach(lead_id, now);
         self.tick();
         Ok(a)
+    }
+
+    async fn expire_queued(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
+        let mut s = self.lock();
+        let at = millis(now);
+        let Some(LeadEntry::Queued(key, ctx)) = s.leads.get(lead_id) else {
+            // Not queued any more: forget its TTL entries that came due.
+            s.forget_queue_due(lead_id, at);
+            return Ok(None);
+        };
+        let (key, ctx) = (key.clone(), ctx.clone());
+        let since = s.queued_at.get(lead_id).copied().unwrap_or(at);
+        if ctx.terms.queue_ttl_ms <= 0 || since + ctx.terms.queue_ttl_ms > at {
+            s.forget_queue_due(lead_id, at);
+            return Ok(None);
+        }
+        s.forget_queue_due(lead_id, at);
+        s.dequeue(&ctx, &key);
+        let a = Assignment {
+            lead_id: lead_id.to_string(),
+            pool: ctx.needs.pool.clone(),
+            probability: ctx.probability,
+            segment: ctx.segment.clone(),
+            assigned_at_ms: since,
+            ..Assignment::default()
+        };
+        let closed = self.seal(&mut s, a, ctx, Outcome::Expired, now);
+        drop(s);
+        self.tick();
+        Ok(Some(closed))
     }
 
     async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {

@@ -161,6 +161,34 @@ impl RedisStore {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Runs close.lua for a known lead; `mode` "expire" closes only a lead queued past its TTL.
+    async fn run_close(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        now: Timestamp,
+        mode: &str,
+    ) -> Result<(String, Vec<String>)> {
+        let (pool, _, group) = self.find_known(lead_id).await?;
+        let mut inv = self.close.prepare_invoke();
+        for k in self.pool(&pool).close(lead_id, &group) {
+            inv.key(k);
+        }
+        let r: Vec<String> = inv
+            .arg(outcome_str(outcome))
+            .arg(millis(now))
+            .arg(lead_id)
+            .arg(STREAM_MAXLEN)
+            .arg(self.retention.count)
+            .arg(self.retention.age_ms)
+            .arg(mode)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(classify)?;
+        self.tick();
+        Ok((pool, r))
+    }
+
     /// The pool, record and group id of a lead that must exist (NOT_FOUND otherwise).
     async fn find_known(&self, lead_id: &str) -> Result<(String, Record, String)> {
         let (pool, f) = self
@@ -244,7 +272,8 @@ impl RedisStore {
             .arg(self.retention.count)
             .arg(self.retention.age_ms)
             .arg(reason)
-            .arg(terms.max_offers.max(1));
+            .arg(terms.max_offers.max(1))
+            .arg(terms.queue_ttl_ms.max(0));
         (inv, listed)
     }
 
@@ -406,22 +435,7 @@ impl CapacityStore for RedisStore {
     }
 
     async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
-        let (pool, _, group) = self.find_known(lead_id).await?;
-        let mut inv = self.close.prepare_invoke();
-        for k in self.pool(&pool).close(lead_id, &group) {
-            inv.key(k);
-        }
-        let r: Vec<String> = inv
-            .arg(outcome_str(outcome))
-            .arg(millis(now))
-            .arg(lead_id)
-            .arg(STREAM_MAXLEN)
-            .arg(self.retention.count)
-            .arg(self.retention.age_ms)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(classify)?;
-        self.tick();
+        let (pool, r) = self.run_close(lead_id, outcome, now, "").await?;
         match CloseReply::decode(r) {
             CloseReply::Missing => Err(Error::not_found("lead", lead_id)),
             CloseReply::Conflict(was) => Err(Error::FailedPrecondition(format!(
@@ -541,6 +555,10 @@ impl CapacityStore for RedisStore {
 
     async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
         self.flag_breach(lead_id, now).await
+    }
+
+    async fn expire_queued(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
+        self.expire_if_queued(lead_id, now).await
     }
 
     async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {

@@ -281,6 +281,34 @@ async fn an_sla_breach_flags_counts_and_reassigns() {
     assert_eq!(st.sla_breaches, 1);
 }
 
+/// With routing.queue_ttl_s, a lead nobody takes is closed EXPIRED by the scheduler, with no
+/// call: the queue drains by itself. Clients cannot close with EXPIRED themselves.
+#[tokio::test]
+async fn a_queued_lead_expires_after_the_queue_ttl() {
+    let clock = TestClock::at("2026-11-27T12:00:00Z");
+    let mut s = test_settings();
+    s.routing.queue_ttl_s = 600.0;
+    let app = spawn_with_clock(s, clock.clock()).await;
+    app.add_rep(rep("ann", 0, &[])).await;
+    let d = submit(&app, good_lead("waits")).await.unwrap();
+    assert_eq!(status_of(&d), pb::RoutingStatus::Queued);
+    let e = app
+        .routing()
+        .close_assignment(pb::CloseAssignmentRequest {
+            lead_id: "waits".into(),
+            outcome: pb::Outcome::Expired as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let w = Watched::start(&app, watch_pool("default", Some(0))).await;
+    clock.set("2026-11-27T12:10:01Z");
+    w.wait(Duration::from_secs(5), |e| e.len() >= 2).await;
+    assert_eq!(w.kinds()[1].0, K::Closed);
+    let a = current(&app, "waits").await;
+    assert_eq!(a.outcome(), pb::Outcome::Expired);
+}
+
 fn clock_ms(t: &str) -> i64 {
     t.parse::<jiff::Timestamp>().unwrap().as_millisecond()
 }

@@ -188,6 +188,16 @@ impl State {
             };
             out.leads.push((lead.clone(), kind));
         }
+        for (d, lead) in self.queue_due.get(pool).into_iter().flatten() {
+            if *d > at {
+                out.next_ms = Some(out.next_ms.map_or(*d, |n| n.min(*d)));
+                break;
+            }
+            if out.leads.len() == limit {
+                break;
+            }
+            out.leads.push((lead.clone(), DueKind::QueueTtl));
+        }
         out
     }
 

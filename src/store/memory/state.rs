@@ -94,6 +94,9 @@ pub(super) struct State {
     pub(super) events: HashMap<String, EventLog>,
     /// When each queued lead joined the queue (ms).
     pub(super) queued_at: HashMap<String, i64>,
+    /// Per pool: (queued at + queue_ttl_ms, lead id) of leads queued with a TTL; entries for
+    /// leads no longer queued are dropped when they come due.
+    pub(super) queue_due: HashMap<String, BTreeSet<(i64, String)>>,
     pub(super) retention: Retention,
     /// `approx_bytes` of every stored lead's context and every kept outcome's.
     pub(super) bytes: usize,
@@ -185,6 +188,12 @@ impl State {
 
     pub(super) fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey, at_ms: i64) -> u32 {
         self.queued_at.insert(ctx.lead.id.clone(), at_ms);
+        if ctx.terms.queue_ttl_ms > 0 {
+            self.queue_due
+                .entry(ctx.needs.pool.clone())
+                .or_default()
+                .insert((at_ms + ctx.terms.queue_ttl_ms, ctx.lead.id.clone()));
+        }
         let q = self.queues.entry(ctx.needs.pool.clone()).or_default();
         u32::try_from(q.insert(key, &ctx.needs.required_skills)).unwrap_or(u32::MAX - 1) + 1
     }
@@ -195,6 +204,21 @@ impl State {
             .get(pool)
             .and_then(|q| q.position(key))
             .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX - 1) + 1)
+    }
+
+    /// Drops `lead_id`'s queue-TTL entries due at or before `at_ms`.
+    pub(super) fn forget_queue_due(&mut self, lead_id: &str, at_ms: i64) {
+        for set in self.queue_due.values_mut() {
+            let gone: Vec<(i64, String)> = set
+                .iter()
+                .take_while(|(d, _)| *d <= at_ms)
+                .filter(|(_, l)| l == lead_id)
+                .cloned()
+                .collect();
+            for g in gone {
+                set.remove(&g);
+            }
+        }
     }
 
     pub(super) fn dequeue(&mut self, ctx: &LeadContext, key: &QueueKey) {

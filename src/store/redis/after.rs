@@ -1,16 +1,16 @@
 //! The Redis store after a decision: offers (accept, decline, expire), first touch (contacted,
 //! SLA breach), deadlines, the event stream and inbox/queue listings. Every change is one
-//! EVALSHA of step.lua, which appends its event in the same step.
+//! EVALSHA of step.lua (queue TTL expiry: close.lua), which appends its event in the same step.
 use jiff::Timestamp;
 
-use crate::domain::assignment::Assignment;
+use crate::domain::assignment::{Assignment, Outcome};
 use crate::domain::event::{Event, EventKind, EventPage};
 use crate::error::{Error, Result};
 use crate::store::{
     Due, DueKind, ListItem, ListPage, ListQuery, Listed, Release, Released, millis,
 };
 
-use super::reply::{Record, Step, num};
+use super::reply::{CloseReply, Record, Step, num};
 use super::{RedisStore, classify};
 use crate::store::CapacityStore;
 
@@ -116,6 +116,35 @@ impl RedisStore {
         }
     }
 
+    /// Closes a lead EXPIRED if close.lua finds it still queued past its TTL.
+    pub(super) async fn expire_if_queued(
+        &self,
+        lead_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Assignment>> {
+        let (pool, r) = match self
+            .run_close(lead_id, Outcome::Expired, now, "expire")
+            .await
+        {
+            Ok(x) => x,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if r.first().map(String::as_str) == Some("skip") {
+            return Ok(None);
+        }
+        match CloseReply::decode(r) {
+            CloseReply::Closed {
+                record,
+                fresh: true,
+            } => Ok(Some(record.assignment(lead_id, &pool))),
+            CloseReply::Closed { .. } | CloseReply::Missing | CloseReply::Conflict(_) => Ok(None),
+            CloseReply::Unknown(other) => {
+                Err(Error::Internal(format!("close script answered {other}")))
+            }
+        }
+    }
+
     pub(super) async fn deadlines(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {
         let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(self.pool(pool).k("due"))
@@ -140,10 +169,10 @@ impl RedisStore {
                 break;
             }
             let (kind, id) = member.split_at(member.find(':').map_or(0, |i| i + 1));
-            let kind = if kind == "o:" {
-                DueKind::Offer
-            } else {
-                DueKind::Sla
+            let kind = match kind {
+                "o:" => DueKind::Offer,
+                "q:" => DueKind::QueueTtl,
+                _ => DueKind::Sla,
             };
             due.leads.push((id.to_string(), kind));
         }

@@ -162,7 +162,7 @@ if best then
     redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'at', now)
   else
     redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6],
-      'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16])
+      'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17])
   end
   redis.call('ZADD', KEYS[11], 0, held(best, id))
   -- A new lead has no deadline yet: two calls fewer on the SubmitLead path.
@@ -192,7 +192,12 @@ if mode == 'new' then
   redis.call('ZADD', KEYS[6], -tonumber(prob), member)
   redis.call('HSETNX', KEYS[7], ARGV[9], ARGV[10])
   redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'grp', ARGV[9], 'ctx', ARGV[6],
-    'sla', ARGV[12], 'maxo', ARGV[16])
+    'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17])
+  -- A queue TTL: the lead comes due at now + ttl ('q:' member; stale ones are skipped).
+  local qttl = tonumber(ARGV[17]) or 0
+  if qttl > 0 then
+    redis.call('ZADD', KEYS[10], tonumber(now) + qttl, 'q:' .. id)
+  end
   emit(KEYS[8], KEYS[9], ARGV[13], ARGV[14], now, {k = 'queued', l = id, s = 'queued', p = prob, g = seg,
     a = now, w = 'no rep with room'})
   return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), tostring(nread), read[1], read[2]}

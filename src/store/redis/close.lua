@@ -6,9 +6,19 @@
 --       4 outcome stream, 5 slots (rep id -> "slot:generation"), 6 the lead's group queue,
 --       7 event stream, 8 event counter, 9 deadlines, 10 held leads
 -- ARGV: 1 outcome, 2 now (ms), 3 lead id, 4 outcome stream max length, 5 event stream max
---       length, 6 event max age (ms)
-local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'ctx', 'ct', 'br')
+--       length, 6 event max age (ms), 7 "expire" to close only a lead still queued for its
+--       whole queue TTL (else {'skip'}), "" otherwise
+local rec = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'cat', 'outcome', 'qm', 'ctx', 'ct', 'br', 'qttl')
 local state = rec[1]
+if ARGV[7] == 'expire' then
+  local qttl = tonumber(rec[12] or '0') or 0
+  if state ~= 'queued' or qttl <= 0 or tonumber(rec[5]) + qttl > tonumber(ARGV[2]) then
+    -- Taken, closed, or queued again later (its member then carries the later deadline).
+    if state ~= 'queued' then redis.call('ZREM', KEYS[9], 'q:' .. ARGV[3]) end
+    return {'skip'}
+  end
+  redis.call('ZREM', KEYS[9], 'q:' .. ARGV[3])
+end
 if not state then
   return {'missing'}
 end
@@ -22,11 +32,12 @@ local rep = rec[2] or ''
 if state == 'open' or state == 'offered' then
   unload(KEYS[2], KEYS[5], rep)
   redis.call('ZREM', KEYS[10], held(rep, ARGV[3]))
-  redis.call('ZREM', KEYS[9], 'o:' .. ARGV[3], 's:' .. ARGV[3])
+  redis.call('ZREM', KEYS[9], 'o:' .. ARGV[3], 's:' .. ARGV[3], 'q:' .. ARGV[3])
   redis.call('HDEL', KEYS[1], 'dl')
 else
   redis.call('ZREM', KEYS[3], rec[8])
   redis.call('ZREM', KEYS[6], rec[8])
+  redis.call('ZREM', KEYS[9], 'q:' .. ARGV[3])
   redis.call('HDEL', KEYS[1], 'qm')
   rep = ''
   redis.call('HSET', KEYS[1], 'at', ARGV[2])

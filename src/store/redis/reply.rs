@@ -16,6 +16,7 @@ pub(super) fn parse_outcome(s: &str) -> Option<Outcome> {
         "lost" => Outcome::Lost,
         "disqualified" => Outcome::Disqualified,
         "returned" => Outcome::Returned,
+        "expired" => Outcome::Expired,
         _ => return None,
     })
 }

@@ -94,6 +94,10 @@ redis.call('ZADD', KEYS[6], -tonumber(r[3]), member)
 redis.call('HDEL', KEYS[1], 'dl')
 redis.call('HSET', KEYS[1], 'state', 'queued', 'rep', '', 'qm', member, 'at', now,
   'excl', excl, 'offers', offers)
+local qttl = tonumber(redis.call('HGET', KEYS[1], 'qttl') or '0') or 0
+if qttl > 0 then
+  redis.call('ZADD', KEYS[9], tonumber(now) + qttl, 'q:' .. id)
+end
 dl = ''
 emit(KEYS[7], KEYS[8], ARGV[6], ARGV[7], now, {k = how, l = id, r = rep, s = 'queued',
   p = r[3], g = r[4], a = now, w = reason})

@@ -15,6 +15,7 @@ use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::Result;
 
 pub mod contract;
+pub mod file;
 pub mod memory;
 pub mod redis;
 
@@ -285,8 +286,24 @@ pub async fn open(
             };
             Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
         }
+        Some("file") => {
+            let path = &url["file://".len()..];
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "store.url: {url:?} needs an absolute path (file:///var/lib/leadrouter/leadrouter.db)"
+                ));
+            }
+            let mem = memory::MemoryStore::with_limits(
+                settings.memory_max_leads,
+                settings.memory_max_bytes,
+            )
+            .retain(retention);
+            Ok(Arc::new(
+                file::FileStore::open(std::path::Path::new(path), mem).await?,
+            ))
+        }
         Some(other) => Err(format!(
-            "store.url: unsupported scheme {other:?} (use memory:// or redis://)"
+            "store.url: unsupported scheme {other:?} (use memory://, file:// or redis://)"
         )),
         None => Err(format!(
             "store.url: {url:?} is not a URL such as memory:// or redis://host:6379"

@@ -3,6 +3,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crm;
+mod file_store;
 mod helpers;
 mod leads;
 mod lifecycle;

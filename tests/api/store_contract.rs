@@ -24,6 +24,20 @@ mod memory {
     });
 }
 
+mod file {
+    use super::*;
+    leadrouter::store_contract_tests!(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = leadrouter::store::file::FileStore::open(
+            &dir.path().join("lr.db"),
+            MemoryStore::default(),
+        )
+        .await
+        .unwrap();
+        (Arc::new(store) as Arc<dyn Store>, dir)
+    });
+}
+
 mod redis {
     use super::*;
     leadrouter::store_contract_tests!(async {

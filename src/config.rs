@@ -122,6 +122,9 @@ pub struct StoreSettings {
     /// memory:// only: bytes of lead contexts (stored leads and kept outcomes, estimated by
     /// `LeadContext::approx_bytes`) at most; the same forgetting, then RESOURCE_EXHAUSTED.
     pub memory_max_bytes: usize,
+    /// file:// only: journaled changes between snapshots of the whole state, at least (the
+    /// spacing also grows with the leads held); a restart replays only what came after.
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

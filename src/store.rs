@@ -299,7 +299,8 @@ pub async fn open(
             )
             .retain(retention);
             Ok(Arc::new(
-                file::FileStore::open(std::path::Path::new(path), mem).await?,
+                file::FileStore::open(std::path::Path::new(path), mem, settings.snapshot_every)
+                    .await?,
             ))
         }
         Some(other) => Err(format!(

@@ -54,7 +54,7 @@ impl EventKind {
 }
 
 /// One change to one lead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// 1, 2, 3, ... per pool, with no gaps.
     pub cursor: u64,

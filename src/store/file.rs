@@ -4,11 +4,16 @@
 //! Every store call that changes state is deterministic given its arguments (the ranked
 //! candidates and `now` travel in the call), so the journal holds the calls, not the state:
 //! one redb write transaction (fsynced) per change, or per batch for `claim_many`, then the
-//! call runs on the in-memory state. On open the journal is replayed into a fresh state. One
-//! lock orders journal and state alike, so a replay sees the calls in the order they ran. A
-//! call answered with an error after its journal commit (none today: the memory steps fail
-//! only on validation they repeat identically) would be replayed the same way.
-use std::path::{Path, PathBuf};
+//! call runs on the in-memory state. One lock orders journal and state alike, so a replay sees
+//! the calls in the order they ran. A call that cannot change anything (a replayed claim, a
+//! close of an unknown or closed lead) is answered without a journal row.
+//!
+//! Compaction: after `max(store.snapshot_every, leads held)` journaled changes the whole state
+//! is written as one snapshot row, tagged with the first journal sequence it does not contain,
+//! and the rows before it are deleted in the same transaction. Open = load the snapshot, then
+//! replay the rows after it. Spacing snapshots by the state's size keeps their cost per change
+//! constant.
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::assignment::{Assignment, LeadContext, LeadState, Outcome, OutcomeRecord};
 use crate::domain::event::EventPage;
-use crate::domain::rep::Rep;
+use crate::domain::rep::{Periods, Rep};
 use crate::domain::routing::Candidate;
 use crate::error::{Error, Result};
 use crate::store::memory::MemoryStore;
@@ -28,13 +33,18 @@ use crate::store::{
 };
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// One snapshot in chunks: key = (the first journal sequence it does not contain, chunk).
+/// Chunks keep redb's allocations page-sized; one multi-MB value made the file grow by
+/// 64 MB steps.
+const SNAPSHOT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("snapshot");
+const CHUNK: usize = 256 << 10;
 
 /// One state-changing call, as journaled.
 #[derive(Debug, Serialize, Deserialize)]
 enum Op {
     Claim {
         context: LeadContext,
-        candidates: Vec<Candidate>,
+        candidates: Vec<Cand>,
         now: i64,
     },
     Close {
@@ -45,7 +55,7 @@ enum Op {
     Reassign {
         lead: String,
         from: String,
-        candidates: Vec<Candidate>,
+        candidates: Vec<Cand>,
         now: i64,
     },
     Drain {
@@ -91,6 +101,53 @@ enum Op {
     },
 }
 
+/// A ranked candidate as journaled (a tuple, ~40 bytes of JSON instead of ~130): only what
+/// the state cannot re-derive. Capacity and quotas are refreshed from the rep at claim time
+/// (`State::live_candidates`), so they are not kept.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cand(String, f64, Periods, u32);
+
+fn cands(cs: Vec<Candidate>) -> Vec<Cand> {
+    cs.into_iter()
+        .map(|c| Cand(c.rep_id, c.match_score, c.periods, c.ramp_permille))
+        .collect()
+}
+
+fn uncands(cs: Vec<Cand>) -> Vec<Candidate> {
+    cs.into_iter()
+        .map(
+            |Cand(rep_id, match_score, periods, ramp_permille)| Candidate {
+                rep_id,
+                match_score,
+                capacity: 0,
+                quotas: [None; 4],
+                periods,
+                ramp_permille,
+            },
+        )
+        .collect()
+}
+
+/// Rows and snapshots are zlib-compressed JSON (fast level): a claim row of 50 candidates
+/// shrinks ~5x, so several share a page. Plain JSON (first byte `{`) still reads.
+fn pack(json: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(json)
+        .and_then(|()| z.finish())
+        .map_err(|e| Error::Internal(format!("embedded store: compress: {e}")))
+}
+
+fn unpack(bytes: &[u8]) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read;
+    if bytes.first() != Some(&0x78) {
+        return Ok(bytes.into());
+    }
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out.into())
+}
+
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
@@ -103,49 +160,104 @@ fn disk(e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("embedded store: {e}"))
 }
 
+/// The journal's position, held across journal write and state change.
+struct Log {
+    /// The next journal sequence number.
+    next: u64,
+    /// Journal rows written since the last snapshot.
+    since_snapshot: u64,
+}
+
 pub struct FileStore {
     mem: MemoryStore,
     db: Arc<Database>,
-    /// The next journal sequence number; held across journal write and state change.
-    next: tokio::sync::Mutex<u64>,
-    path: PathBuf,
+    log: tokio::sync::Mutex<Log>,
+    /// `store.snapshot_every`: journaled changes between snapshots, at least.
+    snapshot_every: u64,
+}
+
+/// What opening found: for the startup log line and for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub snapshot_loaded: bool,
+    pub replayed: usize,
 }
 
 impl FileStore {
-    /// Opens (or creates) the database at `path` and replays its journal.
-    pub async fn open(path: &Path, mem: MemoryStore) -> Result<FileStore, String> {
+    /// Opens (or creates) the database at `path`, loads its snapshot and replays the journal
+    /// after it.
+    pub async fn open(
+        path: &Path,
+        mem: MemoryStore,
+        snapshot_every: u64,
+    ) -> Result<FileStore, String> {
+        Ok(Self::open_counted(path, mem, snapshot_every).await?.0)
+    }
+
+    pub async fn open_counted(
+        path: &Path,
+        mem: MemoryStore,
+        snapshot_every: u64,
+    ) -> Result<(FileStore, Opened), String> {
         let shown = path.display().to_string();
-        let db = Database::create(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
-        let ops = read_journal(&db).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let next = ops.last().map_or(0, |(seq, _)| seq + 1);
-        let replayed = ops.len();
+        let mut db = Database::create(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+        // Gives back the space old snapshots and compacted journal rows left (the file only
+        // grows while running).
+        db.compact()
+            .map_err(|e| format!("cannot compact {shown}: {e}"))?;
+        let (from, snapshot) =
+            read_snapshot(&db).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if let Some(bytes) = &snapshot {
+            mem.restore(bytes)
+                .map_err(|e| format!("{shown}: snapshot does not load: {e}"))?;
+        }
+        let ops = read_journal(&db, from).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let next = ops.last().map_or(from, |(seq, _)| seq + 1);
+        let opened = Opened {
+            snapshot_loaded: snapshot.is_some(),
+            replayed: ops.len(),
+        };
         for (_, op) in ops {
             // Results are the ones the calls had; only the state they leave matters here.
             let _ = apply(&mem, op).await;
         }
-        tracing::info!(path = %shown, changes = replayed, "embedded store replayed its journal");
-        Ok(FileStore {
+        tracing::info!(path = %shown, snapshot = opened.snapshot_loaded, changes = opened.replayed,
+            "embedded store loaded");
+        let store = FileStore {
             mem,
             db: Arc::new(db),
-            next: tokio::sync::Mutex::new(next),
-            path: path.to_path_buf(),
-        })
+            log: tokio::sync::Mutex::new(Log {
+                next,
+                since_snapshot: opened.replayed as u64,
+            }),
+            snapshot_every: snapshot_every.max(1),
+        };
+        Ok((store, opened))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The whole state as the snapshot would hold it (JSON), for tests and diagnostics.
+    pub fn state(&self) -> Result<Vec<u8>> {
+        self.mem.snapshot()
     }
 
-    /// Journals `ops` in one fsynced transaction; the caller applies them while still holding
-    /// the returned guard.
-    async fn journal(&self, ops: &[Op]) -> Result<tokio::sync::MutexGuard<'_, u64>> {
-        let mut next = self.next.lock().await;
+    /// Journals `ops` in one fsynced transaction; the caller holds the guard and applies them
+    /// before releasing it.
+    async fn write_journal(&self, log: &mut Log, ops: &[Op]) -> Result<()> {
+        self.write_journal_refs(log, &ops.iter().collect::<Vec<_>>())
+            .await
+    }
+
+    async fn write_journal_refs(&self, log: &mut Log, ops: &[&Op]) -> Result<()> {
         let rows: Vec<Vec<u8>> = ops
             .iter()
-            .map(|op| serde_json::to_vec(op).map_err(|e| Error::Internal(e.to_string())))
+            .map(|op| {
+                serde_json::to_vec(op)
+                    .map_err(|e| Error::Internal(e.to_string()))
+                    .and_then(|json| pack(&json))
+            })
             .collect::<Result<_>>()?;
-        let (db, first) = (self.db.clone(), *next);
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let (db, first) = (self.db.clone(), log.next);
+        blocking(move || {
             let tx = db.begin_write().map_err(disk)?;
             {
                 let mut t = tx.open_table(JOURNAL).map_err(disk)?;
@@ -155,21 +267,101 @@ impl FileStore {
             }
             tx.commit().map_err(disk)
         })
-        .await
-        .map_err(|e| Error::Internal(format!("journal task: {e}")))??;
-        *next += ops.len() as u64;
-        Ok(next)
+        .await?;
+        log.next += ops.len() as u64;
+        log.since_snapshot += ops.len() as u64;
+        Ok(())
     }
 
-    async fn run(&self, op: Op) -> Result<Outcome2> {
-        let guard = self.journal(std::slice::from_ref(&op)).await?;
+    /// After a journaled change, still under the guard: snapshots when enough changes piled up.
+    /// A failed snapshot costs nothing but a longer replay; it is retried after as many again.
+    async fn settle(&self, log: &mut Log) {
+        let due = self.snapshot_every.max(self.mem.lead_count() as u64);
+        if log.since_snapshot < due {
+            return;
+        }
+        log.since_snapshot = 0;
+        if let Err(e) = self.write_snapshot(log.next).await {
+            tracing::warn!(error = %e, "embedded store: snapshot failed; the journal keeps growing");
+        }
+    }
+
+    async fn write_snapshot(&self, upto: u64) -> Result<()> {
+        let bytes = pack(&self.mem.snapshot()?)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(disk)?;
+            {
+                let mut snap = tx.open_table(SNAPSHOT).map_err(disk)?;
+                snap.retain(|_, _| false).map_err(disk)?;
+                for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+                    snap.insert((upto, i as u32), chunk).map_err(disk)?;
+                }
+                let mut journal = tx.open_table(JOURNAL).map_err(disk)?;
+                journal.retain_in(..upto, |_, _| false).map_err(disk)?;
+            }
+            tx.commit().map_err(disk)
+        })
+        .await
+    }
+
+    /// Journals and applies one call, unless `idle` says (under the lock, where nothing else
+    /// changes the state) that it cannot change anything: then the state alone answers it.
+    async fn run<T>(
+        &self,
+        op: Op,
+        idle: impl FnOnce(&MemoryStore) -> bool,
+        pick: fn(Answer) -> Option<T>,
+    ) -> Result<T> {
+        let mut log = self.log.lock().await;
+        let journaled = !idle(&self.mem);
+        if journaled {
+            self.write_journal(&mut log, std::slice::from_ref(&op))
+                .await?;
+        }
         let r = apply(&self.mem, op).await;
-        drop(guard);
-        r
+        if journaled {
+            self.settle(&mut log).await;
+        }
+        drop(log);
+        r.and_then(|a| pick(a).ok_or_else(unexpected))
     }
 }
 
-fn read_journal(db: &Database) -> Result<Vec<(u64, Op)>, String> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("embedded store task: {e}")))?
+}
+
+fn read_snapshot(db: &Database) -> Result<(u64, Option<Vec<u8>>), String> {
+    let tx = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match tx.open_table(SNAPSHOT) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, None)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut packed = Vec::new();
+    let mut upto = None;
+    for row in table.iter().map_err(|e| e.to_string())? {
+        let (k, v) = row.map_err(|e| e.to_string())?;
+        let (seq, _) = k.value();
+        if upto.is_some_and(|u| u != seq) {
+            return Err("two snapshots in one file".into());
+        }
+        upto = Some(seq);
+        packed.extend_from_slice(v.value());
+    }
+    match upto {
+        None => Ok((0, None)),
+        Some(seq) => {
+            let json = unpack(&packed).map_err(|e| format!("snapshot: {e}"))?;
+            Ok((seq, Some(json.into_owned())))
+        }
+    }
+}
+
+fn read_journal(db: &Database, from: u64) -> Result<Vec<(u64, Op)>, String> {
     let tx = db.begin_read().map_err(|e| e.to_string())?;
     let table = match tx.open_table(JOURNAL) {
         Ok(t) => t,
@@ -177,17 +369,18 @@ fn read_journal(db: &Database) -> Result<Vec<(u64, Op)>, String> {
         Err(e) => return Err(e.to_string()),
     };
     let mut out = Vec::new();
-    for row in table.iter().map_err(|e| e.to_string())? {
+    for row in table.range(from..).map_err(|e| e.to_string())? {
         let (k, v) = row.map_err(|e| e.to_string())?;
-        let op: Op = serde_json::from_slice(v.value())
-            .map_err(|e| format!("journal entry {}: {e}", k.value()))?;
+        let bad = |e: &dyn std::fmt::Display| format!("journal entry {}: {e}", k.value());
+        let json = unpack(v.value()).map_err(|e| bad(&e))?;
+        let op: Op = serde_json::from_slice(&json).map_err(|e| bad(&e))?;
         out.push((k.value(), op));
     }
     Ok(out)
 }
 
 /// What a journaled call answered.
-enum Outcome2 {
+enum Answer {
     Claim(Claim),
     Closed(Closed),
     Reassigned(Reassigned),
@@ -196,35 +389,38 @@ enum Outcome2 {
     Released(Released),
     Maybe(Option<Assignment>),
     Rep((RepStatus, Vec<Assignment>)),
-    Unit,
+    Unit(()),
 }
 
-async fn apply(mem: &MemoryStore, op: Op) -> Result<Outcome2> {
+async fn apply(mem: &MemoryStore, op: Op) -> Result<Answer> {
     Ok(match op {
         Op::Claim {
             context,
             candidates,
             now,
-        } => Outcome2::Claim(
+        } => Answer::Claim(
             mem.claim(ClaimRequest {
                 context,
-                candidates,
+                candidates: uncands(candidates),
                 now: ts(now),
             })
             .await?,
         ),
         Op::Close { lead, outcome, now } => {
-            Outcome2::Closed(mem.close(&lead, outcome, ts(now)).await?)
+            Answer::Closed(mem.close(&lead, outcome, ts(now)).await?)
         }
         Op::Reassign {
             lead,
             from,
             candidates,
             now,
-        } => Outcome2::Reassigned(mem.reassign(&lead, &from, candidates, ts(now)).await?),
-        Op::Drain { pool, now } => Outcome2::Drained(mem.drain(&pool, ts(now)).await?),
+        } => Answer::Reassigned(
+            mem.reassign(&lead, &from, uncands(candidates), ts(now))
+                .await?,
+        ),
+        Op::Drain { pool, now } => Answer::Drained(mem.drain(&pool, ts(now)).await?),
         Op::Accept { lead, rep, now } => {
-            Outcome2::Assignment(mem.accept(&lead, &rep, ts(now)).await?)
+            Answer::Assignment(mem.accept(&lead, &rep, ts(now)).await?)
         }
         Op::Release {
             lead,
@@ -236,20 +432,20 @@ async fn apply(mem: &MemoryStore, op: Op) -> Result<Outcome2> {
                 Some(reason) => Release::Declined(reason),
                 None => Release::Expired,
             };
-            Outcome2::Released(mem.release(&lead, &rep, why, ts(now)).await?)
+            Answer::Released(mem.release(&lead, &rep, why, ts(now)).await?)
         }
         Op::Contacted { lead, rep, now } => {
-            Outcome2::Assignment(mem.contacted(&lead, &rep, ts(now)).await?)
+            Answer::Assignment(mem.contacted(&lead, &rep, ts(now)).await?)
         }
-        Op::Breach { lead, now } => Outcome2::Maybe(mem.breach(&lead, ts(now)).await?),
-        Op::ExpireQueued { lead, now } => Outcome2::Maybe(mem.expire_queued(&lead, ts(now)).await?),
-        Op::UpsertRep { rep, now } => Outcome2::Rep(mem.upsert_rep(rep, ts(now)).await?),
+        Op::Breach { lead, now } => Answer::Maybe(mem.breach(&lead, ts(now)).await?),
+        Op::ExpireQueued { lead, now } => Answer::Maybe(mem.expire_queued(&lead, ts(now)).await?),
+        Op::UpsertRep { rep, now } => Answer::Rep(mem.upsert_rep(rep, ts(now)).await?),
         Op::DeleteRep { rep } => {
             mem.delete_rep(&rep).await?;
-            Outcome2::Unit
+            Answer::Unit(())
         }
         Op::SetActive { rep, active, now } => {
-            Outcome2::Rep(mem.set_active(&rep, active, ts(now)).await?)
+            Answer::Rep(mem.set_active(&rep, active, ts(now)).await?)
         }
     })
 }
@@ -258,46 +454,65 @@ fn unexpected() -> Error {
     Error::Internal("embedded store: a journaled call answered out of kind".into())
 }
 
+/// The answer of one kind, as `run` wants it.
+macro_rules! pick {
+    ($kind:ident) => {
+        |a| match a {
+            Answer::$kind(x) => Some(x),
+            _ => None,
+        }
+    };
+}
+
+/// Whether a call on a lead can change nothing: the lead is unknown or closed.
+fn settled(lead: &str) -> impl FnOnce(&MemoryStore) -> bool + '_ {
+    move |m| m.is_open(lead) != Some(true)
+}
+
 #[async_trait]
 impl CapacityStore for FileStore {
     async fn claim(&self, req: ClaimRequest) -> Result<Claim> {
-        match self
-            .run(Op::Claim {
-                context: req.context,
-                candidates: req.candidates,
-                now: ms(req.now),
-            })
-            .await?
-        {
-            Outcome2::Claim(c) => Ok(c),
-            _ => Err(unexpected()),
-        }
+        let id = req.context.lead.id.clone();
+        let op = Op::Claim {
+            context: req.context,
+            candidates: cands(req.candidates),
+            now: ms(req.now),
+        };
+        // A lead the store holds answers as a replay.
+        self.run(op, |m| m.is_open(&id).is_some(), pick!(Claim))
+            .await
     }
 
-    /// One journal transaction (one fsync) for the whole batch.
+    /// One journal transaction (one fsync) for the new leads of the batch.
     async fn claim_many(&self, reqs: Vec<ClaimRequest>) -> Vec<Result<Claim>> {
-        let ops: Vec<Op> = reqs
+        let mut log = self.log.lock().await;
+        let ops: Vec<(bool, Op)> = reqs
             .into_iter()
-            .map(|r| Op::Claim {
-                context: r.context,
-                candidates: r.candidates,
-                now: ms(r.now),
+            .map(|r| {
+                let known = self.mem.is_open(&r.context.lead.id).is_some();
+                let op = Op::Claim {
+                    context: r.context,
+                    candidates: cands(r.candidates),
+                    now: ms(r.now),
+                };
+                (!known, op)
             })
             .collect();
-        let n = ops.len();
-        let guard = match self.journal(&ops).await {
-            Ok(g) => g,
-            Err(e) => return vec![Err(e); n],
-        };
-        let mut out = Vec::with_capacity(n);
-        for op in ops {
-            out.push(match apply(&self.mem, op).await {
-                Ok(Outcome2::Claim(c)) => Ok(c),
-                Ok(_) => Err(unexpected()),
-                Err(e) => Err(e),
-            });
+        let (fresh, n) = (ops.iter().filter(|(j, _)| *j).count(), ops.len());
+        if fresh > 0 {
+            let rows: Vec<&Op> = ops.iter().filter(|(j, _)| *j).map(|(_, op)| op).collect();
+            if let Err(e) = self.write_journal_refs(&mut log, &rows).await {
+                return vec![Err(e); n];
+            }
         }
-        drop(guard);
+        let mut out = Vec::with_capacity(n);
+        for (_, op) in ops {
+            let r = apply(&self.mem, op).await;
+            out.push(r.and_then(|a| pick!(Claim)(a).ok_or_else(unexpected)));
+        }
+        if fresh > 0 {
+            self.settle(&mut log).await;
+        }
         out
     }
 
@@ -315,10 +530,7 @@ impl CapacityStore for FileStore {
             outcome,
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Closed(c) => Ok(c),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Closed)).await
     }
 
     async fn reassign(
@@ -331,13 +543,10 @@ impl CapacityStore for FileStore {
         let op = Op::Reassign {
             lead: lead_id.into(),
             from: from_rep.into(),
-            candidates,
+            candidates: cands(candidates),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Reassigned(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Reassigned)).await
     }
 
     async fn drain(&self, pool: &str, now: Timestamp) -> Result<Vec<Assignment>> {
@@ -345,10 +554,7 @@ impl CapacityStore for FileStore {
             pool: pool.into(),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Drained(d) => Ok(d),
-            _ => Err(unexpected()),
-        }
+        self.run(op, |_| false, pick!(Drained)).await
     }
 
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
@@ -361,10 +567,7 @@ impl CapacityStore for FileStore {
             rep: rep_id.into(),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Assignment(a) => Ok(a),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Assignment)).await
     }
 
     async fn release(
@@ -384,10 +587,7 @@ impl CapacityStore for FileStore {
             declined,
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Released(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Released)).await
     }
 
     async fn contacted(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
@@ -396,10 +596,7 @@ impl CapacityStore for FileStore {
             rep: rep_id.into(),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Assignment(a) => Ok(a),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Assignment)).await
     }
 
     async fn breach(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
@@ -407,10 +604,7 @@ impl CapacityStore for FileStore {
             lead: lead_id.into(),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Maybe(a) => Ok(a),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Maybe)).await
     }
 
     async fn expire_queued(&self, lead_id: &str, now: Timestamp) -> Result<Option<Assignment>> {
@@ -418,10 +612,7 @@ impl CapacityStore for FileStore {
             lead: lead_id.into(),
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Maybe(a) => Ok(a),
-            _ => Err(unexpected()),
-        }
+        self.run(op, settled(lead_id), pick!(Maybe)).await
     }
 
     async fn due(&self, pool: &str, now: Timestamp, limit: usize) -> Result<Due> {
@@ -448,10 +639,8 @@ impl CapacityStore for FileStore {
 #[async_trait]
 impl RepDirectory for FileStore {
     async fn upsert_rep(&self, rep: Rep, now: Timestamp) -> Result<(RepStatus, Vec<Assignment>)> {
-        match self.run(Op::UpsertRep { rep, now: ms(now) }).await? {
-            Outcome2::Rep(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
+        self.run(Op::UpsertRep { rep, now: ms(now) }, |_| false, pick!(Rep))
+            .await
     }
 
     async fn rep(&self, rep_id: &str, now: Timestamp) -> Result<Option<RepStatus>> {
@@ -467,8 +656,8 @@ impl RepDirectory for FileStore {
     }
 
     async fn delete_rep(&self, rep_id: &str) -> Result<()> {
-        self.run(Op::DeleteRep { rep: rep_id.into() }).await?;
-        Ok(())
+        let op = Op::DeleteRep { rep: rep_id.into() };
+        self.run(op, |m| !m.has_rep(rep_id), pick!(Unit)).await
     }
 
     async fn set_active(
@@ -482,9 +671,6 @@ impl RepDirectory for FileStore {
             active,
             now: ms(now),
         };
-        match self.run(op).await? {
-            Outcome2::Rep(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
+        self.run(op, |m| !m.has_rep(rep_id), pick!(Rep)).await
     }
 }

@@ -19,6 +19,7 @@ use crate::store::{
 
 mod log;
 mod offers;
+mod persist;
 mod queue;
 mod state;
 use state::{LeadEntry, RepEntry, State, booked_kind, queue_key};

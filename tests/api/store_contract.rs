@@ -31,6 +31,8 @@ mod file {
         let store = leadrouter::store::file::FileStore::open(
             &dir.path().join("lr.db"),
             MemoryStore::default(),
+            // Snapshots every few changes, so every case runs across compactions too.
+            3,
         )
         .await
         .unwrap();

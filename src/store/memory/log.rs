@@ -1,9 +1,11 @@
 //! A pool's event log in memory: numbered events, trimmed by count and age.
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::event::{Event, EventPage, Retention};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct EventLog {
     last: u64,
     events: VecDeque<Event>,

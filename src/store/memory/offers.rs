@@ -94,7 +94,7 @@ impl State {
         self.unhold(&a);
         self.release(&a.rep_id);
         let trail = self.offers.entry(lead_id.to_string()).or_default();
-        trail.1.push((a.rep_id.clone(), how));
+        trail.1.push((a.rep_id.clone(), how.to_string()));
         if trail.0 >= ctx.terms.max_offers.max(1) {
             *trail = (0, Vec::new());
             reason.push_str(if reason.is_empty() { "" } else { "; " });

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 const BLOCK: usize = 512;
 
 /// A pool's queue: every lead in one ranked order (for places), and the same keys grouped by
@@ -62,6 +64,26 @@ impl<K: Ord + Clone> PoolQueue<K> {
         self.groups
             .iter()
             .filter_map(|(g, set)| Some((g.as_slice(), set.first()?)))
+    }
+}
+
+/// Serialized as its groups (every key is in exactly one); the ranked order is rebuilt.
+impl<K: Serialize> Serialize for PoolQueue<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(&self.groups)
+    }
+}
+
+impl<'de, K: Deserialize<'de> + Ord + Clone> Deserialize<'de> for PoolQueue<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let groups = Vec::<(Vec<String>, Vec<K>)>::deserialize(d)?;
+        let mut q = PoolQueue::default();
+        for (group, keys) in groups {
+            for key in keys {
+                q.insert(key, &group);
+            }
+        }
+        Ok(q)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::assignment::{Assignment, AssignmentState, LeadContext, OutcomeRecord};
 use crate::domain::event::{Event, EventKind, Retention};
@@ -16,6 +17,7 @@ use crate::store::{RepStatus, millis};
 use super::log::EventLog;
 use super::queue::PoolQueue;
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct RepEntry {
     pub(super) rep: Rep,
     pub(super) load: u32,
@@ -62,19 +64,23 @@ impl RepEntry {
 }
 
 /// Offers made since the slate was last clean, and the reps whose offer ended with how.
-pub(super) type OfferTrail = (u32, Vec<(String, &'static str)>);
+pub(super) type OfferTrail = (u32, Vec<(String, String)>);
 
 /// Queue order: highest probability first, then first come first served.
 pub(super) type QueueKey = (Reverse<u64>, u64, String);
 
+#[derive(Serialize, Deserialize)]
 pub(super) enum LeadEntry {
     Assigned(Assignment, LeadContext),
     Queued(QueueKey, LeadContext),
 }
 
-#[derive(Default)]
+/// Everything the store holds. It serializes whole (the file store's snapshot); the reps
+/// snapshot is a cache and retention comes from config, so neither is kept.
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct State {
     pub(super) reps: BTreeMap<String, RepEntry>,
+    #[serde(skip)]
     pub(super) snapshot: Option<Arc<[Rep]>>,
     pub(super) leads: HashMap<String, LeadEntry>,
     /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
@@ -97,6 +103,7 @@ pub(super) struct State {
     /// Per pool: (queued at + queue_ttl_ms, lead id) of leads queued with a TTL; entries for
     /// leads no longer queued are dropped when they come due.
     pub(super) queue_due: HashMap<String, BTreeSet<(i64, String)>>,
+    #[serde(skip)]
     pub(super) retention: Retention,
     /// `approx_bytes` of every stored lead's context and every kept outcome's.
     pub(super) bytes: usize,
@@ -208,7 +215,18 @@ impl State {
 
     /// Drops `lead_id`'s queue-TTL entries due at or before `at_ms`.
     pub(super) fn forget_queue_due(&mut self, lead_id: &str, at_ms: i64) {
-        for set in self.queue_due.values_mut() {
+        // A lead the store still holds has one pool; only a forgotten one needs the walk.
+        let pool = match self.leads.get(lead_id) {
+            Some(LeadEntry::Assigned(_, ctx) | LeadEntry::Queued(_, ctx)) => {
+                Some(ctx.needs.pool.clone())
+            }
+            None => None,
+        };
+        for (_, set) in self
+            .queue_due
+            .iter_mut()
+            .filter(|(p, _)| pool.as_ref().is_none_or(|want| *p == want))
+        {
             let gone: Vec<(i64, String)> = set
                 .iter()
                 .take_while(|(d, _)| *d <= at_ms)

@@ -72,7 +72,11 @@ impl App {
             cold_start_base_rate: settings.model.cold_start_base_rate,
             clock,
             model_path: model_path.clone(),
-            gate_margin: settings.model.gate_margin,
+            gate: crate::domain::gate::GatePolicy {
+                margin: settings.model.gate_margin,
+                min_rows: settings.model.gate_min_rows,
+                min_positives: settings.model.gate_min_positives,
+            },
             sla: settings.sla.clone(),
         }));
         if !settings.reps.file.is_empty() {
@@ -97,8 +101,9 @@ impl App {
         }
         match &model_path {
             Some(p) => {
+                let cold = crate::engine::Evidence::Missing("start-up".into());
                 engine
-                    .load_model(p, true)
+                    .load_model(p, true, &cold)
                     .with_context(|| format!("loading model {}", p.display()))?;
             }
             None => tracing::warn!(
@@ -257,12 +262,12 @@ pub async fn tick_or_hangup(every: Duration, hup: &mut Hangups) -> bool {
 
 /// Reloads the live model's file through the gate (SIGHUP, file watch). A refusal is logged
 /// and the live model keeps serving. Returns whether a new model went live.
-fn reload(engine: &Engine, trigger: &'static str) -> bool {
+fn reload(engine: &Engine, trigger: &'static str, evidence: &crate::engine::Evidence) -> bool {
     let Some(path) = engine.model_path() else {
         tracing::warn!(trigger, "reload asked for, but no model file is configured");
         return false;
     };
-    match engine.load_model(&path, false) {
+    match engine.load_model(&path, false, evidence) {
         Ok(swap) => {
             tracing::info!(
                 trigger,
@@ -280,6 +285,14 @@ fn reload(engine: &Engine, trigger: &'static str) -> bool {
     }
 }
 
+/// The recorded outcomes for the gate of an operator-triggered reload.
+async fn gate_rows(engine: &Engine) -> crate::engine::Evidence {
+    engine
+        .evidence(None)
+        .await
+        .unwrap_or_else(|e| crate::engine::Evidence::Missing(e.to_string()))
+}
+
 /// SIGHUP reloads the live model's file (e.g. after `train --out` replaced it), and tells the
 /// TLS and keys-file watchers to re-read theirs at once.
 async fn reload_on_sighup(engine: Arc<Engine>, hup: tokio::sync::watch::Sender<u64>) {
@@ -294,7 +307,8 @@ async fn reload_on_sighup(engine: Arc<Engine>, hup: tokio::sync::watch::Sender<u
             // The TLS certificate and the keys file are re-read too.
             hup.send_modify(|n| *n += 1);
             let engine = engine.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&engine, "SIGHUP")).await;
+            let evidence = gate_rows(&engine).await;
+            let _ = tokio::task::spawn_blocking(move || reload(&engine, "SIGHUP", &evidence)).await;
         }
     }
     #[cfg(not(unix))]
@@ -318,7 +332,8 @@ async fn watch_model_file(engine: Arc<Engine>, every: Duration) {
             continue;
         }
         let e = engine.clone();
-        let ok = tokio::task::spawn_blocking(move || reload(&e, "file watch"))
+        let evidence = gate_rows(&e).await;
+        let ok = tokio::task::spawn_blocking(move || reload(&e, "file watch", &evidence))
             .await
             .unwrap_or(false);
         refused = (!ok).then_some(modified);

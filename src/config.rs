@@ -94,8 +94,12 @@ pub struct ModelSettings {
     /// Artifact loaded at start and by an empty ReloadModel; empty string for none (cold start).
     pub path: String,
     pub cold_start_base_rate: f64,
-    /// Largest holdout-AUC drop a reload accepts without force.
+    /// Largest AUC drop (on the same rows) a reload accepts without force.
     pub gate_margin: f64,
+    /// Fewer labelled rows than this, or fewer than `gate_min_positives` of either class, and
+    /// the gate refuses (unless forced): such a comparison says nothing.
+    pub gate_min_rows: u64,
+    pub gate_min_positives: u64,
     /// Poll the live model's file this often and reload it when it changes; 0 = off.
     pub watch_ms: u64,
     /// ReloadModel reads artifacts only from regular files under this directory; empty: only

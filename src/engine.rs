@@ -25,7 +25,7 @@ use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
 
 mod after;
 mod models;
-pub use models::{ModelSource, read_artifact};
+pub use models::{Evidence, ModelSource, NamedRows, read_artifact};
 
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -127,8 +127,8 @@ pub struct EngineParts {
     pub clock: Clock,
     /// The configured artifact, reloaded by an empty ReloadModel.
     pub model_path: Option<PathBuf>,
-    /// Largest holdout-AUC drop a reload accepts without force.
-    pub gate_margin: f64,
+    /// The promotion gate's margin and minimum rows.
+    pub gate: crate::domain::gate::GatePolicy,
     /// Where ReloadModel may read artifacts (None: only the live model's file).
     pub model_dir: Option<crate::model_dir::ModelDir>,
     /// First-touch SLA per segment.
@@ -220,6 +220,14 @@ impl Engine {
     }
 
     /// The live model's file, else the configured one.
+    /// Largest artifact (or gate CSV) a request may carry: `model.max_bytes`.
+    pub fn model_max_bytes(&self) -> u64 {
+        self.parts
+            .model_dir
+            .as_ref()
+            .map_or(16 << 20, |d| d.max_bytes())
+    }
+
     pub fn model_path(&self) -> Option<PathBuf> {
         self.model()
             .map(|m| m.path.clone())

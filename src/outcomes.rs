@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::domain::assignment::{Outcome, OutcomeRecord};
 use crate::domain::lead::AttrValue;
+use crate::training::Table;
 
 /// Metadata columns start with `_`; `train` never infers features from such columns.
 pub const META_COLUMNS: [&str; 6] = [
@@ -34,58 +35,75 @@ fn text(s: &str) -> String {
     }
 }
 
-/// Writes one row per outcome: metadata, `outcome` (won/lost/disqualified[/returned]) and every
-/// lead attribute seen, in sorted column order. RETURNED is not a sales result, so it is left
-/// out unless asked for. Returns the number of rows written.
-pub fn write_csv(
-    records: &[OutcomeRecord],
-    out: &Path,
-    include_returned: bool,
-) -> Result<usize, String> {
-    let rows: Vec<&OutcomeRecord> = records
+/// One row per outcome: metadata, `outcome` (won/lost/disqualified[/returned]) and every lead
+/// attribute seen, in sorted column order, cells exactly as `write_csv` writes them (and as
+/// training reads them back: trimmed). RETURNED is not a sales result, so it is left out unless
+/// asked for; EXPIRED never counts. Rows come oldest close first.
+pub fn table(records: &[OutcomeRecord], include_returned: bool) -> Table {
+    let mut rows: Vec<&OutcomeRecord> = records
         .iter()
         .filter(|r| r.outcome != Outcome::Expired)
         .filter(|r| include_returned || r.outcome != Outcome::Returned)
         .collect();
+    rows.sort_by_key(|r| r.closed_at_ms);
     let attrs: BTreeSet<&str> = rows
         .iter()
         .flat_map(|r| r.context.lead.attributes.keys().map(String::as_str))
         .collect();
-    let mut w =
-        csv::Writer::from_path(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    let header: Vec<String> = META_COLUMNS
+    let headers: Vec<String> = META_COLUMNS
         .iter()
         .copied()
         .chain(["outcome"])
         .chain(attrs.iter().copied())
         .map(text)
         .collect();
-    w.write_record(&header).map_err(|e| e.to_string())?;
-    for r in &rows {
-        let closed = jiff::Timestamp::from_millisecond(r.closed_at_ms)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let mut rec = vec![
-            text(&r.context.lead.id),
-            text(&r.rep_id),
-            closed,
-            r.context.probability.to_string(),
-            text(&r.context.segment),
-            text(&r.context.model_version),
-            r.outcome.as_str().to_string(),
-        ];
-        rec.extend(attrs.iter().map(|a| {
-            r.context
-                .lead
-                .attributes
-                .get(*a)
-                .map(cell)
-                .unwrap_or_default()
-        }));
-        w.write_record(&rec).map_err(|e| e.to_string())?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let closed = jiff::Timestamp::from_millisecond(r.closed_at_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let mut rec = vec![
+                text(&r.context.lead.id),
+                text(&r.rep_id),
+                closed,
+                r.context.probability.to_string(),
+                text(&r.context.segment),
+                text(&r.context.model_version),
+                r.outcome.as_str().to_string(),
+            ];
+            rec.extend(attrs.iter().map(|a| {
+                r.context
+                    .lead
+                    .attributes
+                    .get(*a)
+                    .map(cell)
+                    .unwrap_or_default()
+            }));
+            rec.into_iter().map(|c| c.trim().to_string()).collect()
+        })
+        .collect();
+    Table { headers, rows }
+}
+
+/// Writes `table(records, include_returned)` as CSV; returns the number of rows written.
+pub fn write_csv(
+    records: &[OutcomeRecord],
+    out: &Path,
+    include_returned: bool,
+) -> Result<usize, String> {
+    write_table(&table(records, include_returned), out)
+}
+
+pub fn write_table(t: &Table, out: &Path) -> Result<usize, String> {
+    let mut w =
+        csv::Writer::from_path(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    w.write_record(&t.headers).map_err(|e| e.to_string())?;
+    for row in &t.rows {
+        w.write_record(row).map_err(|e| e.to_string())?;
     }
     w.flush().map_err(|e| e.to_string())?;
-    Ok(rows.len())
+    Ok(t.rows.len())
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@ use crate::domain::model::{
 };
 
 pub mod data;
+mod evaluate;
 pub mod fit;
 pub mod metrics;
 pub mod newton;
 pub mod split;
 
 pub use data::Table;
+pub use evaluate::{EvalRows, Evaluated, evaluate, evaluate_many, evaluate_table};
 
 /// Everything `leadrouter train` accepts.
 #[derive(Debug, Clone)]
@@ -129,7 +131,18 @@ pub fn design(
     Ok(x)
 }
 
-fn fingerprint(path: &Path) -> TrainResult<String> {
+/// The sorted `_lead_id`s of the fitted rows, when the table has that column.
+fn fit_leads(table: &Table, fitted: &[usize]) -> Vec<String> {
+    let Some(col) = table.column("_lead_id") else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = fitted.iter().map(|&r| table.rows[r][col].clone()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+pub(crate) fn fingerprint(path: &Path) -> TrainResult<String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Sha256::digest(&bytes)
         .iter()
@@ -246,6 +259,7 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             rows_train: train_idx.len() as u64,
             rows_holdout: holdout_idx.len() as u64,
             excluded: opts.exclude.clone(),
+            fit_leads: fit_leads(&table, &train_idx),
         },
         spec: fitted,
         weights,
@@ -335,79 +349,6 @@ fn cross_validate(
         });
     }
     Ok(points)
-}
-
-/// Which rows `evaluate` scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvalRows {
-    /// The artifact's own holdout split when the file is its training data, else every row.
-    Auto,
-    All,
-}
-
-/// Scores `data` with `artifact` and returns its metrics plus which rows were used.
-pub fn evaluate(
-    artifact: &Artifact,
-    data: &Path,
-    label: &str,
-    positive: Option<&str>,
-    delimiter: Option<u8>,
-    rows: EvalRows,
-) -> TrainResult<(Metrics, &'static str)> {
-    let (mut metrics, used) = evaluate_many(&[artifact], data, label, positive, delimiter, rows)?;
-    Ok((metrics.remove(0), used))
-}
-
-/// Scores the same rows of `data` with each artifact. The rows are the first artifact's
-/// holdout when `data` is its training file (and `rows` is Auto), else every row.
-pub fn evaluate_many(
-    artifacts: &[&Artifact],
-    data: &Path,
-    label: &str,
-    positive: Option<&str>,
-    delimiter: Option<u8>,
-    rows: EvalRows,
-) -> TrainResult<(Vec<Metrics>, &'static str)> {
-    let first = artifacts.first().ok_or("no model to evaluate")?;
-    let table = data::read(data, delimiter)?;
-    let positive = positive
-        .or(Some(first.training.positive.as_str()).filter(|_| label == first.training.label));
-    let labels = data::labels(&table, label, positive)?;
-    let same_data = fingerprint(data)? == first.data_fingerprint;
-    let (idx, used) = if rows == EvalRows::Auto && same_data {
-        let (_, hold) = split::stratified(
-            &labels.values,
-            first.training.holdout_fraction,
-            first.training.seed,
-        );
-        (hold, "holdout")
-    } else {
-        ((0..table.rows.len()).collect(), "all")
-    };
-    let y: Vec<bool> = idx.iter().map(|&r| labels.values[r]).collect();
-    let mut out = Vec::with_capacity(artifacts.len());
-    for artifact in artifacts {
-        let spec = &artifact.spec;
-        let names = FeatureSpec {
-            features: spec
-                .features()
-                .iter()
-                .map(|f| FeatureDef {
-                    name: f.name.clone(),
-                    kind: features::FeatureKind::Bool,
-                })
-                .collect(),
-        };
-        let columns = column_map(&table, &names)?;
-        let x = design(&table, spec, &columns, &idx)?;
-        let model = Model::new((*artifact).clone());
-        let p: Vec<f64> = x
-            .chunks(spec.n_columns().max(1))
-            .map(|row| model.predict_row(row))
-            .collect();
-        out.push(metrics::evaluate(&p, &y));
-    }
-    Ok((out, used))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::domain::gate::{self, DEFAULT_MARGIN};
+use crate::domain::gate::{
+    self, DEFAULT_MARGIN, DEFAULT_MIN_POSITIVES, DEFAULT_MIN_ROWS, Evaluation, GatePolicy,
+};
 use crate::domain::model::Metrics;
 use crate::grpc::pb;
 use crate::training::{self, EvalRows};
@@ -24,9 +26,15 @@ pub struct CompareArgs {
     /// Score every row, even when the file is the candidate's training data.
     #[arg(long)]
     pub all_rows: bool,
-    /// Largest AUC drop the verdict accepts.
+    /// Largest AUC drop the verdict accepts (the server's model.gate_margin).
     #[arg(long, default_value_t = DEFAULT_MARGIN)]
     pub margin: f64,
+    /// Fewest rows the verdict trusts (model.gate_min_rows).
+    #[arg(long, default_value_t = DEFAULT_MIN_ROWS)]
+    pub min_rows: u64,
+    /// Fewest rows of either class the verdict trusts (model.gate_min_positives).
+    #[arg(long, default_value_t = DEFAULT_MIN_POSITIVES)]
+    pub min_positives: u64,
 }
 
 #[derive(Args, Debug)]
@@ -41,6 +49,15 @@ pub struct PromoteArgs {
     /// Swap even if the gate refuses (rollback to an older model, new feature set).
     #[arg(long)]
     pub force: bool,
+    /// Labelled CSV the server's gate scores both models on, instead of its recorded outcomes.
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// The label column of --eval-data.
+    #[arg(long, default_value = "outcome")]
+    pub eval_label: String,
+    /// The positive value of --eval-label (default: won for outcomes, else yes/no, 1/0...).
+    #[arg(long)]
+    pub eval_positive: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -56,8 +73,8 @@ fn metrics_json(m: &Metrics) -> serde_json::Value {
     })
 }
 
-/// Prints both models' metrics on the same rows, the differences and the gate's verdict.
-/// Exits non-zero when the gate would refuse the candidate.
+/// Prints both models' metrics on the same rows and the gate's verdict, from the same
+/// `gate::judge` the server runs. Exits non-zero when the gate would refuse the candidate.
 pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let candidate = crate::engine::read_artifact(&args.candidate)?;
     let current = crate::engine::read_artifact(&args.current)?;
@@ -66,52 +83,62 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<()> {
     } else {
         EvalRows::Auto
     };
-    let (m, used) = training::evaluate_many(
+    let data = &args.data.data;
+    let table = training::data::read(data, super::delimiter(args.data.delimiter)?)
+        .map_err(anyhow::Error::msg)?;
+    let same_file =
+        training::fingerprint(data).map_err(anyhow::Error::msg)? == candidate.data_fingerprint;
+    let positive = args
+        .data
+        .positive
+        .clone()
+        .or_else(|| (args.data.label == "outcome").then(|| "won".to_string()));
+    let e = training::evaluate_table(
         &[&candidate, &current],
-        &args.data.data,
+        &table,
         &args.data.label,
-        args.data.positive.as_deref(),
-        super::delimiter(args.data.delimiter)?,
+        positive.as_deref(),
         rows,
+        same_file,
     )
     .map_err(anyhow::Error::msg)?;
-    let (cand, cur) = (&m[0], &m[1]);
-    let spec = gate::spec_difference(&current, &candidate);
-    let auc_drop = cur.auc - cand.auc;
-    let passes = auc_drop <= args.margin && spec.is_none();
+    let (cand, cur) = (e.metrics[0].clone(), e.metrics[1].clone());
+    let policy = GatePolicy {
+        margin: args.margin,
+        min_rows: args.min_rows,
+        min_positives: args.min_positives,
+    };
+    let name = data.file_name().map(|f| f.to_string_lossy().into_owned());
+    let evaluation = Evaluation {
+        source: format!("{}, {}", name.unwrap_or_default(), e.used),
+        rows: e.rows,
+        positives: e.positives,
+        candidate: cand.clone(),
+        live: cur.clone(),
+    };
+    let report = gate::judge(Some(&current), &candidate, Ok(evaluation), policy);
     let out = json!({
-        "rows": used,
-        "candidate": {"model_version": candidate.model_version, "metrics": metrics_json(cand)},
-        "current": {"model_version": current.model_version, "metrics": metrics_json(cur)},
+        "rows": e.used,
+        "n": e.rows,
+        "positives": e.positives,
+        "candidate": {"model_version": candidate.model_version, "metrics": metrics_json(&cand)},
+        "current": {"model_version": current.model_version, "metrics": metrics_json(&cur)},
         "difference": {
             "auc": cand.auc - cur.auc,
             "log_loss": cand.log_loss - cur.log_loss,
             "brier": cand.brier - cur.brier,
         },
-        "spec_difference": spec,
+        "spec_difference": gate::spec_difference(&current, &candidate),
         "margin": args.margin,
-        "passes_gate": passes,
+        "min_rows": args.min_rows,
+        "min_positives": args.min_positives,
+        "passes_gate": report.passed(),
+        "refusals": report.refusals,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
-    eprintln!(
-        "{} rows ({used}): AUC {:.4} vs {:.4} ({:+.4}), log loss {:.4} vs {:.4}, Brier {:.4} vs {:.4}",
-        cand.n,
-        cand.auc,
-        cur.auc,
-        cand.auc - cur.auc,
-        cand.log_loss,
-        cur.log_loss,
-        cand.brier,
-        cur.brier
-    );
-    if !passes {
-        anyhow::bail!(
-            "the gate would refuse the candidate: {}",
-            match &spec {
-                Some(d) => format!("feature spec differs ({d})"),
-                None => format!("AUC drop {auc_drop:.4} > margin {}", args.margin),
-            }
-        );
+    eprintln!("{}", report.summary());
+    if !report.passed() {
+        anyhow::bail!("the gate would refuse the candidate");
     }
     Ok(())
 }
@@ -140,18 +167,26 @@ fn authed<T>(msg: T) -> anyhow::Result<tonic::Request<T>> {
     Ok(req)
 }
 
-/// ReloadModel with the gate; prints the gate's figures as JSON.
+/// ReloadModel with the gate; prints the gate's figures as JSON and its verdict on stderr.
 pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     // The artifact travels in the request: the server reads nothing outside its model.dir,
     // and the file may live on the operator's machine.
     let artifact = crate::model_dir::read_regular(&args.model, 256 << 20)
         .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let eval_csv = match &args.eval_data {
+        Some(p) => crate::model_dir::read_regular(p, 256 << 20)
+            .with_context(|| format!("cannot read {}", p.display()))?,
+        None => Vec::new(),
+    };
     let resp = client(&args.server)
         .await?
         .reload_model(authed(pb::ReloadModelRequest {
             path: String::new(),
             force: args.force,
             artifact,
+            eval_csv,
+            eval_label: args.eval_label.clone(),
+            eval_positive: args.eval_positive.clone().unwrap_or_default(),
         })?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -160,10 +195,17 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     let out = json!({
         "model_version": resp.model.map(|m| m.model_version).unwrap_or_default(),
         "previous_version": resp.previous_version,
-        "live_auc": g.live_auc, "candidate_auc": g.candidate_auc, "margin": g.margin,
-        "forced": g.forced, "overridden": g.overridden,
+        "forced": args.force,
+        "gate_overridden": g.forced.unwrap_or(false),
+        "refusals": g.overridden,
+        "rows": g.rows, "positives": g.positives, "source": g.source,
+        "live_auc": g.live_auc, "candidate_auc": g.candidate_auc,
+        "live_log_loss": g.live_log_loss, "candidate_log_loss": g.candidate_log_loss,
+        "live_brier": g.live_brier, "candidate_brier": g.candidate_brier,
+        "margin": g.margin, "min_rows": g.min_rows, "min_positives": g.min_positives,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    eprintln!("{}", g.summary);
     Ok(())
 }
 

@@ -1,22 +1,59 @@
 //! The promotion gate: may a candidate model replace the live one?
 //!
-//! A candidate is refused when its holdout AUC is more than `margin` below the live model's,
-//! or when its input features (names and kinds) differ from the live model's, since callers
-//! send attributes shaped for the live spec. Both refusals can be forced; a malformed artifact
-//! never gets this far (Artifact::from_json refuses it).
-use crate::domain::model::Artifact;
+//! Both models are scored on the same labelled rows (by default the recorded outcomes the
+//! candidate was not trained on) and the verdict is taken from those figures alone: refused
+//! when the candidate's AUC is more than `margin` below the live model's, when the rows are too
+//! few to tell (fewer than `min_rows`, or fewer than `min_positives` of either class), when
+//! there are no rows at all, or when the input features (names and kinds) differ. `compare`
+//! and every server path that makes a model live call `judge`, so they cannot disagree. All
+//! refusals can be forced; a malformed artifact never gets this far.
+use crate::domain::model::{Artifact, Metrics};
 
 /// Default allowed AUC drop.
 pub const DEFAULT_MARGIN: f64 = 0.01;
+/// Fewer labelled rows than this tell nothing about a 0.01 AUC difference.
+pub const DEFAULT_MIN_ROWS: u64 = 200;
+/// ... nor fewer of either class.
+pub const DEFAULT_MIN_POSITIVES: u64 = 40;
+
+/// The gate's settings (`model.gate_margin`, `model.gate_min_rows`,
+/// `model.gate_min_positives`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GatePolicy {
+    pub margin: f64,
+    pub min_rows: u64,
+    pub min_positives: u64,
+}
+
+impl Default for GatePolicy {
+    fn default() -> Self {
+        GatePolicy {
+            margin: DEFAULT_MARGIN,
+            min_rows: DEFAULT_MIN_ROWS,
+            min_positives: DEFAULT_MIN_POSITIVES,
+        }
+    }
+}
+
+/// Both models scored on the same rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Which rows: "recorded outcomes not in the candidate's training", a file name, ...
+    pub source: String,
+    pub rows: u64,
+    pub positives: u64,
+    pub candidate: Metrics,
+    pub live: Metrics,
+}
 
 /// What the gate saw and decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateReport {
     pub live_version: Option<String>,
-    pub live_auc: Option<f64>,
     pub candidate_version: String,
-    pub candidate_auc: f64,
-    pub margin: f64,
+    /// None in cold start, for the live model itself, or when no rows could be had.
+    pub evaluation: Option<Evaluation>,
+    pub policy: GatePolicy,
     /// Why the gate would refuse; empty when it passes.
     pub refusals: Vec<String>,
 }
@@ -25,36 +62,91 @@ impl GateReport {
     pub fn passed(&self) -> bool {
         self.refusals.is_empty()
     }
+
+    /// One line: the verdict and the figures it came from.
+    pub fn summary(&self) -> String {
+        let verdict = if self.passed() {
+            "PASS".to_string()
+        } else {
+            format!("REFUSED ({})", self.refusals.join("; "))
+        };
+        match &self.evaluation {
+            Some(e) => format!(
+                "{verdict}: {} rows, {} positives ({}): AUC {:.4} vs live {:.4} ({:+.4}, margin {}), log loss {:.4} vs {:.4}, Brier {:.4} vs {:.4}",
+                e.rows,
+                e.positives,
+                e.source,
+                e.candidate.auc,
+                e.live.auc,
+                e.candidate.auc - e.live.auc,
+                self.policy.margin,
+                e.candidate.log_loss,
+                e.live.log_loss,
+                e.candidate.brier,
+                e.live.brier
+            ),
+            None => verdict,
+        }
+    }
 }
 
-/// Checks `candidate` against `live` (None: cold start, anything valid passes).
-pub fn check(live: Option<&Artifact>, candidate: &Artifact, margin: f64) -> GateReport {
+/// Decides on `candidate` given both models' figures on the same rows. `live` None is a cold
+/// start: anything valid passes. `rows` is Err(why) when no labelled rows could be had.
+pub fn judge(
+    live: Option<&Artifact>,
+    candidate: &Artifact,
+    rows: Result<Evaluation, String>,
+    policy: GatePolicy,
+) -> GateReport {
     let mut refusals = Vec::new();
-    if let Some(live) = live {
-        let drop = live.holdout.auc - candidate.holdout.auc;
-        if drop > margin {
-            refusals.push(format!(
-                "candidate {} has holdout AUC {:.4}, {drop:.4} below the live model {} ({:.4}); \
-                 the allowed drop is {margin}",
-                candidate.model_version,
-                candidate.holdout.auc,
-                live.model_version,
-                live.holdout.auc
-            ));
-        }
+    let mut evaluation = None;
+    if let Some(live) = live
+        && live.model_version != candidate.model_version
+    {
         if let Some(diff) = spec_difference(live, candidate) {
             refusals.push(format!(
                 "candidate {}'s feature spec does not match the live model's: {diff}",
                 candidate.model_version
             ));
         }
+        match rows {
+            Err(why) => refusals.push(format!(
+                "no labelled rows to compare the models on ({why}); name a labelled file or force"
+            )),
+            Ok(e) => {
+                let negatives = e.rows - e.positives;
+                if e.rows < policy.min_rows
+                    || e.positives < policy.min_positives
+                    || negatives < policy.min_positives
+                {
+                    refusals.push(format!(
+                        "too few rows to compare: {} rows, {} positives, {negatives} negatives                          ({}); the gate needs {} rows and {} of each class",
+                        e.rows, e.positives, e.source, policy.min_rows, policy.min_positives
+                    ));
+                } else {
+                    let drop = e.live.auc - e.candidate.auc;
+                    if drop > policy.margin {
+                        refusals.push(format!(
+                            "candidate {} has AUC {:.4}, {drop:.4} below the live model {} ({:.4}) \
+                             on the same {} rows; the allowed drop is {}",
+                            candidate.model_version,
+                            e.candidate.auc,
+                            live.model_version,
+                            e.live.auc,
+                            e.rows,
+                            policy.margin
+                        ));
+                    }
+                }
+                evaluation = Some(e);
+            }
+        }
     }
     GateReport {
         live_version: live.map(|l| l.model_version.clone()),
-        live_auc: live.map(|l| l.holdout.auc),
         candidate_version: candidate.model_version.clone(),
-        candidate_auc: candidate.holdout.auc,
-        margin,
+        evaluation,
+        policy,
         refusals,
     }
 }
@@ -106,22 +198,66 @@ mod tests {
     use crate::domain::features::{FittedFeature, FittedKind, FittedSpec};
     use crate::domain::model::tests::tiny_artifact;
 
-    fn with_auc(auc: f64) -> Artifact {
+    fn metrics(auc: f64) -> Metrics {
+        Metrics {
+            auc,
+            log_loss: 0.5,
+            brier: 0.1,
+            n: 300,
+            base_rate: 0.2,
+            calibration: vec![],
+        }
+    }
+
+    fn rows(n: u64, positives: u64, cand: f64, live: f64) -> Result<Evaluation, String> {
+        Ok(Evaluation {
+            source: "test rows".into(),
+            rows: n,
+            positives,
+            candidate: metrics(cand),
+            live: metrics(live),
+        })
+    }
+
+    fn other() -> Artifact {
         let mut a = tiny_artifact();
-        a.holdout.auc = auc;
+        a.intercept += 0.5;
         a.seal().0
     }
 
     #[test]
-    fn refuses_a_worse_candidate_beyond_the_margin_only() {
-        let live = with_auc(0.80);
-        assert!(check(Some(&live), &with_auc(0.795), 0.01).passed());
-        assert!(check(Some(&live), &with_auc(0.85), 0.01).passed());
-        let r = check(Some(&live), &with_auc(0.78), 0.01);
+    fn refuses_a_worse_candidate_on_the_same_rows_beyond_the_margin_only() {
+        let (live, cand, p) = (tiny_artifact(), other(), GatePolicy::default());
+        assert!(judge(Some(&live), &cand, rows(300, 60, 0.795, 0.80), p).passed());
+        assert!(judge(Some(&live), &cand, rows(300, 60, 0.85, 0.80), p).passed());
+        let r = judge(Some(&live), &cand, rows(300, 60, 0.78, 0.80), p);
         assert!(!r.passed());
         assert!(r.refusals[0].contains("0.7800"), "{:?}", r.refusals);
         assert!(r.refusals[0].contains("0.0200 below"), "{:?}", r.refusals);
-        assert!(check(None, &with_auc(0.5), 0.01).passed());
+        assert!(r.summary().starts_with("REFUSED"), "{}", r.summary());
+        // Cold start, and the live model itself, pass without rows.
+        assert!(judge(None, &cand, Err("none".into()), p).passed());
+        assert!(judge(Some(&live), &live, Err("none".into()), p).passed());
+    }
+
+    #[test]
+    fn too_few_rows_or_none_refuse_whatever_the_figures() {
+        let (live, cand, p) = (tiny_artifact(), other(), GatePolicy::default());
+        let r = judge(Some(&live), &cand, rows(64, 30, 0.9, 0.8), p);
+        assert!(!r.passed());
+        assert!(
+            r.refusals[0].contains("64 rows, 30 positives"),
+            "{:?}",
+            r.refusals
+        );
+        assert!(!judge(Some(&live), &cand, rows(1000, 20, 0.9, 0.8), p).passed());
+        assert!(!judge(Some(&live), &cand, rows(1000, 990, 0.9, 0.8), p).passed());
+        let r = judge(Some(&live), &cand, Err("no outcomes recorded".into()), p);
+        assert!(
+            r.refusals[0].contains("no outcomes recorded"),
+            "{:?}",
+            r.refusals
+        );
     }
 
     #[test]

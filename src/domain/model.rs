@@ -53,6 +53,10 @@ pub struct TrainingInfo {
     pub rows_train: u64,
     pub rows_holdout: u64,
     pub excluded: Vec<String>,
+    /// The `_lead_id`s of the rows the model was fitted on (sorted), when the data had that
+    /// column (recorded outcomes): the promotion gate scores it on other leads only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fit_leads: Vec<String>,
 }
 
 /// K-fold cross-validation over a grid of C.
@@ -425,6 +429,7 @@ pub(crate) mod tests {
                 rows_train: 8,
                 rows_holdout: 2,
                 excluded: vec![],
+                fit_leads: vec![],
             },
             spec,
             // age, age:missing, job=admin, job=retired, job=other, vip

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::domain::drift::LiveDrift;
-use crate::domain::gate::{self, GateReport};
+use crate::domain::gate::{self, Evaluation, GateReport};
 use crate::domain::model::{Artifact, Model};
 use crate::error::{Error, Result};
+use crate::training::{self, EvalRows, Table};
 
 use super::{Engine, LoadedModel, Swap};
 
@@ -21,6 +22,43 @@ pub enum ModelSource {
     Bytes(Vec<u8>),
 }
 
+/// Labelled rows a caller sends for the gate (ReloadModel `eval_csv`, `promote --eval-data`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedRows {
+    pub csv: Vec<u8>,
+    /// Label column and its positive value (None: yes/no, true/false, 1/0).
+    pub label: String,
+    pub positive: Option<String>,
+}
+
+/// The labelled rows the gate scores both models on, gathered before the (blocking) load.
+pub enum Evidence {
+    Rows {
+        table: Table,
+        label: String,
+        positive: Option<String>,
+        source: String,
+    },
+    /// The caller's CSV, parsed when the gate needs it.
+    Named(NamedRows),
+    /// Why there are none.
+    Missing(String),
+}
+
+impl NamedRows {
+    fn parse(&self) -> Result<Table> {
+        let table = training::data::parse(&self.csv, None, "eval_csv")
+            .map_err(|e| Error::invalid("eval_csv", e))?;
+        if table.column(&self.label).is_none() {
+            return Err(Error::invalid(
+                "eval_label",
+                format!("{:?} is not a column of eval_csv", self.label),
+            ));
+        }
+        Ok(table)
+    }
+}
+
 fn refuse_no_dir(field: &str) -> Error {
     Error::ModelRejected(format!("{field}: model.dir is not set on this server"))
 }
@@ -33,34 +71,62 @@ pub fn read_artifact(path: &Path) -> Result<Artifact> {
 }
 
 impl Engine {
+    /// The gate's rows: the caller's labelled CSV when given, else the store's recorded
+    /// outcomes (won = positive; the candidate's own training leads are skipped when scoring).
+    pub async fn evidence(&self, named: Option<NamedRows>) -> Result<Evidence> {
+        if let Some(n) = named {
+            // Parsed with the artifact, off the async workers.
+            return Ok(Evidence::Named(n));
+        }
+        if self.model.load().is_none() {
+            return Ok(Evidence::Missing("cold start".into()));
+        }
+        Ok(match self.parts.store.outcomes().await {
+            Ok(records) => {
+                let table = crate::outcomes::table(&records, false);
+                if table.rows.is_empty() {
+                    Evidence::Missing("no outcomes are recorded yet".into())
+                } else {
+                    Evidence::Rows {
+                        table,
+                        label: "outcome".into(),
+                        positive: Some("won".into()),
+                        source: "recorded outcomes".into(),
+                    }
+                }
+            }
+            Err(e) => Evidence::Missing(format!("the recorded outcomes cannot be read: {e}")),
+        })
+    }
+
     /// Loads `path`, validates it, runs the promotion gate and swaps it in. In-flight requests
     /// finish on the model they started with. On any error the live model keeps serving.
     /// For paths the operator configured (start-up, SIGHUP, file watch); client-named
     /// artifacts go through `reload` and `model.dir`.
-    pub fn load_model(&self, path: &Path, force: bool) -> Result<Swap> {
+    pub fn load_model(&self, path: &Path, force: bool, evidence: &Evidence) -> Result<Swap> {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let artifact = read_artifact(path)?;
-        let gate = self.gate(&artifact, force)?;
+        let gate = self.gate(&artifact, force, evidence)?;
         Ok(self.swap_in(artifact, path.to_path_buf(), modified, gate))
     }
 
     /// ReloadModel: the live model's own file again, a file under `model.dir`, or an
     /// artifact sent in the request (kept in `model.dir` once the gate lets it through).
-    pub fn reload(&self, source: ModelSource, force: bool) -> Result<Swap> {
+    pub fn reload(&self, source: ModelSource, force: bool, evidence: &Evidence) -> Result<Swap> {
         let dir = self.parts.model_dir.as_ref();
         match source {
             ModelSource::Live => {
                 let path = self.model_path().ok_or_else(|| {
                     Error::invalid("path", "is required: no model path is configured")
                 })?;
-                self.load_model(&path, force)
+                self.load_model(&path, force, evidence)
             }
             ModelSource::Path(p) => {
                 let dir = dir.ok_or_else(|| refuse_no_dir("path"))?;
                 let (path, bytes) = dir.read(&p)?;
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 let artifact = Artifact::from_json(&bytes)?;
-                let gate = self.gate(&artifact, force)?;
+                let gate = self.gate(&artifact, force, evidence)?;
                 Ok(self.swap_in(artifact, path, modified, gate))
             }
             ModelSource::Bytes(bytes) => {
@@ -72,7 +138,7 @@ impl Engine {
                     )));
                 }
                 let artifact = Artifact::from_json(&bytes)?;
-                let gate = self.gate(&artifact, force)?;
+                let gate = self.gate(&artifact, force, evidence)?;
                 let path = dir.keep(&artifact.model_version, &bytes)?;
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 Ok(self.swap_in(artifact, path, modified, gate))
@@ -80,18 +146,57 @@ impl Engine {
         }
     }
 
-    /// The promotion gate's verdict on `artifact`; Err when it refuses and `force` is off.
-    fn gate(&self, artifact: &Artifact, force: bool) -> Result<GateReport> {
+    /// The promotion gate's verdict on `artifact`, both models scored on `evidence`'s rows;
+    /// Err when it refuses and `force` is off.
+    fn gate(&self, artifact: &Artifact, force: bool, evidence: &Evidence) -> Result<GateReport> {
         let live = self.model.load_full();
-        let gate = gate::check(
-            live.as_deref().map(|m| m.model.artifact()),
-            artifact,
-            self.parts.gate_margin,
-        );
+        let live = live.as_deref().map(|m| m.model.artifact());
+        let parsed;
+        let evidence = match evidence {
+            Evidence::Named(n) => {
+                parsed = Evidence::Rows {
+                    table: n.parse()?,
+                    label: n.label.clone(),
+                    positive: n.positive.clone(),
+                    source: "the caller's rows".into(),
+                };
+                &parsed
+            }
+            other => other,
+        };
+        let rows = match (live, evidence) {
+            (_, Evidence::Missing(why)) => Err(why.clone()),
+            (_, Evidence::Named(_)) => Err("unparsed rows".into()),
+            (None, _) => Err("cold start".into()),
+            (
+                Some(live),
+                Evidence::Rows {
+                    table,
+                    label,
+                    positive,
+                    source,
+                },
+            ) => training::evaluate_table(
+                &[artifact, live],
+                table,
+                label,
+                positive.as_deref(),
+                EvalRows::Auto,
+                false,
+            )
+            .map(|e| Evaluation {
+                source: format!("{source}, {}", e.used),
+                rows: e.rows,
+                positives: e.positives,
+                candidate: e.metrics[0].clone(),
+                live: e.metrics[1].clone(),
+            }),
+        };
+        let gate = gate::judge(live, artifact, rows, self.parts.gate);
         if !gate.passed() && !force {
             return Err(Error::ModelRejected(format!(
                 "{}; the live model keeps serving (force overrides)",
-                gate.refusals.join("; ")
+                gate.summary()
             )));
         }
         Ok(gate)

@@ -338,14 +338,25 @@ pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
 
 pub fn gate_result(s: &Swap) -> pb::GateResult {
     let g = &s.gate;
+    let e = g.evaluation.as_ref();
     pb::GateResult {
         live_version: g.live_version.clone().unwrap_or_default(),
-        live_auc: g.live_auc.unwrap_or_default(),
+        live_auc: e.map(|e| e.live.auc),
         candidate_version: g.candidate_version.clone(),
-        candidate_auc: g.candidate_auc,
-        margin: g.margin,
-        forced: s.forced,
+        candidate_auc: e.map(|e| e.candidate.auc),
+        margin: g.policy.margin,
+        forced: Some(s.forced),
         overridden: g.refusals.clone(),
+        rows: e.map(|e| e.rows),
+        positives: e.map(|e| e.positives),
+        source: e.map(|e| e.source.clone()).unwrap_or_default(),
+        live_log_loss: e.map(|e| e.live.log_loss),
+        candidate_log_loss: e.map(|e| e.candidate.log_loss),
+        live_brier: e.map(|e| e.live.brier),
+        candidate_brier: e.map(|e| e.candidate.brier),
+        min_rows: g.policy.min_rows,
+        min_positives: g.policy.min_positives,
+        summary: g.summary(),
     }
 }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, ModelSource};
+use crate::engine::{Engine, ModelSource, NamedRows};
 use crate::error::Error;
 use crate::grpc::{audit, convert, pb};
 
@@ -71,11 +71,24 @@ impl ModelApi {
                 );
             }
         };
+        if msg.eval_csv.len() as u64 > self.engine.model_max_bytes() {
+            return Err(Error::invalid("eval_csv", "larger than model.max_bytes").into());
+        }
+        let named = (!msg.eval_csv.is_empty()).then(|| NamedRows {
+            csv: msg.eval_csv,
+            label: if msg.eval_label.is_empty() {
+                "outcome".into()
+            } else {
+                msg.eval_label
+            },
+            positive: Some(msg.eval_positive).filter(|p| !p.is_empty()),
+        });
+        let evidence = self.engine.evidence(named).await?;
         let engine = self.engine.clone();
         let force = msg.force;
         // Reading and hashing a file is blocking work; keep it off the async workers. Only
         // regular files are opened (never a FIFO or device), so the read cannot hang.
-        let swap = tokio::task::spawn_blocking(move || engine.reload(source, force))
+        let swap = tokio::task::spawn_blocking(move || engine.reload(source, force, &evidence))
             .await
             .map_err(|e| Status::internal(format!("model load task failed: {e}")))?
             .inspect_err(|e| tracing::warn!(error = %e, "ReloadModel refused"))?;

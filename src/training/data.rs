@@ -47,6 +47,11 @@ pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
         std::io::BufReader::new(file).read_to_end(&mut text)
     };
     read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text, delimiter, &path.display().to_string())
+}
+
+/// Parses CSV bytes (`name` labels errors).
+pub fn parse(text: &[u8], delimiter: Option<u8>, name: &str) -> Result<Table, String> {
     let delimiter = delimiter.unwrap_or_else(|| {
         let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
         let count = |d: u8| first.iter().filter(|b| **b == d).count();
@@ -59,20 +64,20 @@ pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .trim(csv::Trim::All)
-        .from_reader(text.as_slice());
+        .from_reader(text);
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| format!("{}: bad header: {e}", path.display()))?
+        .map_err(|e| format!("{}: bad header: {e}", name))?
         .iter()
         .map(str::to_string)
         .collect();
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 2))?;
+        let rec = rec.map_err(|e| format!("{}: line {}: {e}", name, i + 2))?;
         if rec.len() != headers.len() {
             return Err(format!(
                 "{}: line {} has {} fields, the header has {}",
-                path.display(),
+                name,
                 i + 2,
                 rec.len(),
                 headers.len()
@@ -81,7 +86,7 @@ pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
         rows.push(rec.iter().map(str::to_string).collect());
     }
     if rows.is_empty() {
-        return Err(format!("{} has no data rows", path.display()));
+        return Err(format!("{} has no data rows", name));
     }
     Ok(Table { headers, rows })
 }

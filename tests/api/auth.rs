@@ -77,6 +77,7 @@ async fn each_role_reaches_only_its_services_and_keys_reload() {
         path: "bank-default.json".into(),
         force: false,
         artifact: vec![],
+        ..Default::default()
     };
     let e = app
         .models()
@@ -129,6 +130,7 @@ async fn each_role_reaches_only_its_services_and_keys_reload() {
                 path: "/etc/passwd".into(),
                 force: true,
                 artifact: vec![],
+                ..Default::default()
             },
             &team.ops,
         ))

@@ -3,7 +3,6 @@ use std::path::Path;
 use std::process::Command;
 
 use leadrouter::domain::model::Artifact;
-use leadrouter::grpc::pb;
 
 use crate::helpers::*;
 
@@ -100,11 +99,10 @@ async fn train_evaluate_reload_round_trip() {
     let live = app.model_version().await;
     let err = app
         .models()
-        .reload_model(pb::ReloadModelRequest {
-            path: String::new(),
-            force: false,
-            artifact: std::fs::read(o).unwrap(),
-        })
+        .reload_model(crate::gate_rows::reload_with_rows(
+            std::fs::read(o).unwrap(),
+            false,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
@@ -121,17 +119,16 @@ async fn train_evaluate_reload_round_trip() {
     );
     let resp = app
         .models()
-        .reload_model(pb::ReloadModelRequest {
-            path: String::new(),
-            force: true,
-            artifact: std::fs::read(o).unwrap(),
-        })
+        .reload_model(crate::gate_rows::reload_with_rows(
+            std::fs::read(o).unwrap(),
+            true,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resp.model.unwrap().model_version, artifact.model_version);
     let gate = resp.gate.unwrap();
-    assert!(gate.forced);
+    assert_eq!(gate.forced, Some(true));
     assert_eq!(gate.overridden.len(), 2, "{:?}", gate.overridden);
     assert_eq!(gate.live_version, live);
     let d = submit(&app, good_lead("after-reload")).await.unwrap();

@@ -4,6 +4,7 @@ mod cli;
 mod concurrency;
 mod crm;
 mod file_store;
+mod gate_rows;
 mod helpers;
 mod leads;
 mod lifecycle;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use leadrouter::domain::model::Artifact;
 use leadrouter::grpc::pb;
 
+use crate::gate_rows::{record_outcomes, reload_with_rows};
 use crate::helpers::*;
 use crate::models::variant_model;
 use crate::redis_server::RedisServer;
@@ -15,11 +16,7 @@ use crate::redis_server::RedisServer;
 /// ReloadModel with the artifact in the request (the file may be anywhere).
 async fn reload(app: &TestApp, path: &std::path::Path, force: bool) -> pb::ReloadModelResponse {
     app.models()
-        .reload_model(pb::ReloadModelRequest {
-            path: String::new(),
-            force,
-            artifact: std::fs::read(path).unwrap(),
-        })
+        .reload_model(reload_with_rows(std::fs::read(path).unwrap(), force))
         .await
         .unwrap()
         .into_inner()
@@ -114,10 +111,10 @@ async fn wait_for_version(p: &Process, want: &str) -> bool {
     false
 }
 
-/// The shipped model with its recorded holdout AUC lowered by `drop`: valid, but gated.
-fn worse_model(dir: &std::path::Path, drop: f64) -> std::path::PathBuf {
+/// The shipped model with its weights turned around: valid, but far worse on real rows.
+fn worse_model(dir: &std::path::Path) -> std::path::PathBuf {
     let mut a = Artifact::from_json(&std::fs::read(shipped_model()).unwrap()).unwrap();
-    a.holdout.auc -= drop;
+    a.weights.iter_mut().for_each(|w| *w = -*w);
     let path = dir.join("worse.json");
     std::fs::write(&path, a.seal().1).unwrap();
     path
@@ -129,7 +126,7 @@ async fn file_watch_and_sighup_reload_through_the_gate() {
     let live = dir.path().join("live.json");
     install(&shipped_model(), &live);
     let (variant, v) = variant_model(dir.path(), 0.2);
-    let worse = worse_model(dir.path(), 0.05);
+    let worse = worse_model(dir.path());
     let original = Artifact::from_json(&std::fs::read(&live).unwrap())
         .unwrap()
         .model_version;
@@ -139,6 +136,8 @@ async fn file_watch_and_sighup_reload_through_the_gate() {
         ("LEADROUTER__MODEL__WATCH_MS", "100"),
     ])
     .await;
+    // Operator reloads are gated on the recorded outcomes.
+    record_outcomes(&watched, "w", 800).await;
     install(&variant, &live);
     assert!(
         wait_for_version(&watched, &v).await,
@@ -164,6 +163,7 @@ async fn file_watch_and_sighup_reload_through_the_gate() {
 
     install(&shipped_model(), &live);
     let hup = Process::start(&[("LEADROUTER__MODEL__PATH", live.to_str().unwrap())]).await;
+    record_outcomes(&hup, "h", 800).await;
     install(&variant, &live);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -236,11 +236,7 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     // A new version starts its own statistics; then the leads get 25 years older.
     let (variant, v) = variant_model(dir.path(), 0.0001);
     p.models()
-        .reload_model(pb::ReloadModelRequest {
-            path: String::new(),
-            force: false,
-            artifact: std::fs::read(&variant).unwrap(),
-        })
+        .reload_model(reload_with_rows(std::fs::read(&variant).unwrap(), false))
         .await
         .unwrap();
     assert_eq!(health(&p).await.observed, 0);
@@ -350,7 +346,10 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     assert_eq!(cand.training.label, "outcome");
     assert_eq!(cand.training.rows_train + cand.training.rows_holdout, 2000);
 
-    // Compare on the outcomes' holdout, then promote through the gate.
+    // Compare on the outcomes the candidate was not fitted on, then promote: the server's
+    // gate scores the same recorded outcomes and must reach the same verdict on the same
+    // figures (the issue-13 runbook: compare refused, promote accepted).
+    assert_eq!(cand.training.fit_leads.len(), 1600);
     let cmp = leadrouter(
         &[
             "compare",
@@ -368,20 +367,26 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
         &[],
     );
     let j: serde_json::Value = serde_json::from_slice(&cmp.stdout).unwrap();
-    assert_eq!(j["rows"], "holdout");
+    assert_eq!(j["rows"], "not trained on");
     assert_eq!(j["candidate"]["metrics"]["n"], 400);
+    assert!(!cmp.status.success(), "compare passed: {j}");
+    let summary = String::from_utf8_lossy(&cmp.stderr);
+    assert!(summary.starts_with("REFUSED"), "{summary}");
+    eprintln!("compare: {summary}");
     let server = format!("http://{}", p.addr);
     let promote = leadrouter(&["promote", "--server", &server, "--model", o], &[]);
-    // 2,000 outcomes (1,600 to train on) make a weaker model (holdout AUC ~0.73) than the
-    // shipped one trained on 33,000 rows (0.80): the gate refuses it and says why ...
-    assert!(
-        cand.holdout.auc < 0.79,
-        "retrained AUC {}",
-        cand.holdout.auc
-    );
     assert!(!promote.status.success());
     let err = String::from_utf8_lossy(&promote.stderr);
-    assert!(err.contains("below the live model"), "{err}");
+    let refusals: Vec<&str> = j["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(!refusals.is_empty());
+    for r in &refusals {
+        assert!(err.contains(r), "the server's gate disagrees: {err} vs {r}");
+    }
     assert_eq!(
         p.model_version().await,
         live,
@@ -402,6 +407,17 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
         (g["forced"].as_bool(), g["previous_version"].as_str()),
         (Some(true), Some(live.as_str()))
     );
+    assert_eq!(g["gate_overridden"], true);
+    assert_eq!(g["rows"], 400);
+    for (server, local) in [
+        ("candidate_auc", &j["candidate"]["metrics"]["auc"]),
+        ("live_auc", &j["current"]["metrics"]["auc"]),
+        ("candidate_log_loss", &j["candidate"]["metrics"]["log_loss"]),
+        ("live_brier", &j["current"]["metrics"]["brier"]),
+    ] {
+        let (a, b) = (g[server].as_f64().unwrap(), local.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-12, "{server}: server {a}, compare {b}");
+    }
     assert_eq!(p.model_version().await, cand.model_version);
     // New leads are scored by the retrained model and still routed.
     let d = c

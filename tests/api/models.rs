@@ -19,8 +19,7 @@ async fn reload(app: &TestApp, path: &str) -> Result<pb::ReloadModelResponse, to
     app.models()
         .reload_model(pb::ReloadModelRequest {
             path: path.into(),
-            force: false,
-            artifact: vec![],
+            ..crate::gate_rows::reload_with_rows(vec![], false)
         })
         .await
         .map(|r| r.into_inner())
@@ -233,6 +232,7 @@ async fn reload_reads_only_regular_files_under_model_dir_and_echoes_nothing() {
             path: String::new(),
             force: false,
             artifact: format!("\"{secret}\"").into_bytes(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

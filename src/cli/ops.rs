@@ -221,7 +221,7 @@ pub async fn model_health(args: HealthArgs) -> anyhow::Result<()> {
     features.sort_by(|a, b| b.psi.total_cmp(&a.psi));
     let out = json!({
         "model_version": h.model_version,
-        "cold_start": h.cold_start,
+        "cold_start": h.cold_start.unwrap_or(false),
         "observed": h.observed,
         "psi_alert": h.psi_alert,
         "score_psi": h.score.as_ref().map(|s| s.psi),

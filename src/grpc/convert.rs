@@ -236,6 +236,7 @@ pub fn rep(msg: Option<pb::Rep>) -> Result<Rep, Error> {
 
 pub fn rep_status(s: RepStatus) -> pb::RepStatus {
     let r = s.rep;
+    let active = r.active;
     let to_i32 = |q: Option<u32>| q.map(|q| i32::try_from(q).unwrap_or(i32::MAX));
     let periods = PERIODS
         .iter()
@@ -283,6 +284,7 @@ pub fn rep_status(s: RepStatus) -> pb::RepStatus {
         on_leave: s.on_leave,
         effective_capacity: s.effective_capacity,
         sla_breaches: s.sla_breaches,
+        active: Some(active),
     }
 }
 
@@ -290,6 +292,7 @@ pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
     let Some(m) = m else {
         return pb::ModelInfo {
             loaded: false,
+            cold_start: Some(true),
             model_version: "cold-start".into(),
             ..Default::default()
         };
@@ -298,6 +301,7 @@ pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
     let spec = &a.spec;
     pb::ModelInfo {
         loaded: true,
+        cold_start: Some(false),
         model_version: a.model_version.clone(),
         format_version: a.format_version,
         created_at: a.created_at.clone().unwrap_or_default(),
@@ -383,7 +387,7 @@ fn drift(d: &Distribution) -> pb::Drift {
 pub fn model_health(m: Option<&LoadedModel>, report: Option<&DriftReport>) -> pb::ModelHealth {
     pb::ModelHealth {
         loaded: m.is_some(),
-        cold_start: m.is_none(),
+        cold_start: Some(m.is_none()),
         model_version: m
             .map(|m| m.model.version().to_string())
             .unwrap_or_else(|| "cold-start".into()),

@@ -223,7 +223,7 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     score_all(&p, &leads).await;
     let h = health(&p).await;
     assert_eq!(h.observed, 1100);
-    assert!(!h.cold_start);
+    assert_eq!(h.cold_start, Some(false), "present when false");
     let worst = h.features.iter().map(|f| f.psi).fold(0.0, f64::max);
     assert!(worst < 0.1, "in-distribution PSI {worst}: {:?}", h.features);
     assert!(h.score.as_ref().unwrap().psi < 0.1);

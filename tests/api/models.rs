@@ -139,13 +139,17 @@ async fn without_a_model_leads_get_the_base_rate_and_still_route() {
         .unwrap()
         .into_inner();
     assert!(!info.loaded);
+    assert_eq!(info.cold_start, Some(true), "GetModel says cold start");
     let health = app
         .models()
         .get_model_health(pb::GetModelHealthRequest {})
         .await
         .unwrap()
         .into_inner();
-    assert!(health.cold_start && !health.loaded, "{health:?}");
+    assert!(
+        health.cold_start == Some(true) && !health.loaded,
+        "{health:?}"
+    );
     assert_eq!(health.model_version, "cold-start");
     assert_invalid(reload(&app, "").await, "path");
     let r = reload(&app, "bank-default.json").await.unwrap();

@@ -58,7 +58,10 @@ async fn rep_lifecycle() {
         .await
         .unwrap()
         .into_inner();
-    assert!(!off.rep.unwrap().rep.unwrap().active);
+    let status = off.rep.unwrap();
+    assert!(!status.rep.unwrap().active);
+    // Present on the wire even though false, so JSON clients (grpcurl) see "active": false.
+    assert_eq!(status.active, Some(false));
     reps.delete_rep(pb::DeleteRepRequest {
         rep_id: "bob".into(),
     })

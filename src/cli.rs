@@ -80,8 +80,13 @@ fn new_key(a: NewKeyArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Config file naming the store (store.url); also $LEADROUTER_CONFIG and env overrides.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub config: Option<PathBuf>,
+    /// Ask a running server instead (ModelService/ExportOutcomes), e.g.
+    /// http://127.0.0.1:50051: works on every store, memory and file included. With auth on,
+    /// $LEADROUTER_TOKEN holds an ops or admin key.
+    #[arg(long)]
+    pub server: Option<String>,
     #[arg(long)]
     pub out: PathBuf,
     /// Keep RETURNED closes (not a sales result, so left out by default).
@@ -132,8 +137,12 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "data")]
     pub from_outcomes: bool,
     /// Config file naming the store, for --from-outcomes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub config: Option<PathBuf>,
+    /// With --from-outcomes: export them from this running server (ModelService/
+    /// ExportOutcomes) instead of opening the store, e.g. http://127.0.0.1:50051.
+    #[arg(long, requires = "from_outcomes")]
+    pub server: Option<String>,
     /// Columns to leave out, comma separated (e.g. ones that leak the label).
     #[arg(long, value_delimiter = ',')]
     pub exclude: Vec<String>,
@@ -210,7 +219,7 @@ fn created_at(flag: Option<String>) -> anyhow::Result<Option<String>> {
 async fn outcomes_as_data(mut args: TrainArgs) -> anyhow::Result<TrainArgs> {
     if args.from_outcomes {
         let csv = args.out.with_extension("outcomes.csv");
-        let n = export_to(args.config.clone(), &csv, false).await?;
+        let n = export_to(args.config.clone(), args.server.as_deref(), &csv, false).await?;
         eprintln!("exported {n} outcomes to {}", csv.display());
         args.data = Some(csv);
         args.label.get_or_insert_with(|| "outcome".into());
@@ -312,7 +321,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {
-    let n = export_to(args.config, &args.out, args.include_returned).await?;
+    let n = export_to(
+        args.config,
+        args.server.as_deref(),
+        &args.out,
+        args.include_returned,
+    )
+    .await?;
     eprintln!("wrote {n} outcomes to {}", args.out.display());
     Ok(())
 }
@@ -320,14 +335,18 @@ pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {
 /// Writes the store's outcomes to `out`; returns how many rows.
 async fn export_to(
     config: Option<PathBuf>,
+    server: Option<&str>,
     out: &std::path::Path,
     include_returned: bool,
 ) -> anyhow::Result<usize> {
+    if let Some(server) = server {
+        return ops::export_outcomes(server, out, include_returned).await;
+    }
     let settings = Settings::load(config.as_deref()).map_err(anyhow::Error::msg)?;
     if settings.store.url.starts_with("memory") {
         anyhow::bail!(
-            "store.url is memory://: its outcomes live inside the running server; point \
-             LEADROUTER__STORE__URL at the shared Redis store"
+            "store.url is memory://: its outcomes live inside the running server; ask it with \
+             --server http://HOST:PORT, or point LEADROUTER__STORE__URL at the shared store"
         );
     }
     let store = crate::store::open(&settings.store, settings.events.retention())

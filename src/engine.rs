@@ -220,6 +220,11 @@ impl Engine {
     }
 
     /// The live model's file, else the configured one.
+    /// Every recorded outcome (ExportOutcomes, the gate's default rows).
+    pub async fn outcomes(&self) -> Result<Vec<crate::domain::assignment::OutcomeRecord>> {
+        self.parts.store.outcomes().await
+    }
+
     /// Largest artifact (or gate CSV) a request may carry: `model.max_bytes`.
     pub fn model_max_bytes(&self) -> u64 {
         self.parts

@@ -95,6 +95,18 @@ pub fn write_csv(
     write_table(&table(records, include_returned), out)
 }
 
+/// CSV bytes of `rows`, after `header` when given (ExportOutcomes' chunks).
+pub fn csv_bytes(header: Option<&[String]>, rows: &[Vec<String>]) -> Result<Vec<u8>, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if let Some(h) = header {
+        w.write_record(h).map_err(|e| e.to_string())?;
+    }
+    for row in rows {
+        w.write_record(row).map_err(|e| e.to_string())?;
+    }
+    w.into_inner().map_err(|e| e.to_string())
+}
+
 pub fn write_table(t: &Table, out: &Path) -> Result<usize, String> {
     let mut w =
         csv::Writer::from_path(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;

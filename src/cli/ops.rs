@@ -209,6 +209,40 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams the server's recorded outcomes into `out` (written to a temporary file first, then
+/// renamed, so a broken stream leaves no half file); returns the number of rows.
+pub async fn export_outcomes(
+    server: &str,
+    out: &std::path::Path,
+    include_returned: bool,
+) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut stream = client(server)
+        .await?
+        .export_outcomes(authed(pb::ExportOutcomesRequest { include_returned })?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let tmp = out.with_extension("partial");
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?,
+    );
+    let mut rows = 0u64;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("export stream broke: {}", s.message()))?
+    {
+        file.write_all(&chunk.data)?;
+        rows += chunk.rows;
+    }
+    file.into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?
+        .sync_all()?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(rows as usize)
+}
+
 /// GetModelHealth, features sorted by PSI (largest first), as JSON.
 pub async fn model_health(args: HealthArgs) -> anyhow::Result<()> {
     let h = client(&args.server)

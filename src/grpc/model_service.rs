@@ -17,8 +17,51 @@ impl ModelApi {
     }
 }
 
+type CsvStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::CsvChunk, Status>> + Send + 'static>,
+>;
+
+/// Rows per ExportOutcomes chunk (~100-300 KB of CSV for typical leads).
+const CHUNK_ROWS: usize = 256;
+
 #[tonic::async_trait]
 impl pb::model_service_server::ModelService for ModelApi {
+    type ExportOutcomesStream = CsvStream;
+
+    async fn export_outcomes(
+        &self,
+        req: Request<pb::ExportOutcomesRequest>,
+    ) -> Result<Response<CsvStream>, Status> {
+        let include_returned = req.into_inner().include_returned;
+        let records = self.engine.outcomes().await?;
+        // Building the table and its CSV is CPU work proportional to the outcomes: a task
+        // feeds the stream chunk by chunk, so memory holds the table and one chunk.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let table = crate::outcomes::table(&records, include_returned);
+            drop(records);
+            let mut first = true;
+            let mut rows = table.rows.chunks(CHUNK_ROWS).peekable();
+            while first || rows.peek().is_some() {
+                let chunk = rows.next().unwrap_or_default();
+                let header = first.then_some(table.headers.as_slice());
+                first = false;
+                let msg = crate::outcomes::csv_bytes(header, chunk)
+                    .map(|data| pb::CsvChunk {
+                        data,
+                        rows: chunk.len() as u64,
+                    })
+                    .map_err(|e| Status::internal(format!("export: {e}")));
+                if tx.blocking_send(msg).is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn get_model(
         &self,
         _req: Request<pb::GetModelRequest>,

@@ -3,6 +3,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crm;
+mod export;
 mod file_store;
 mod gate_rows;
 mod helpers;

@@ -314,7 +314,7 @@ impl Engine {
                 let clipped = clipped?;
                 let row = &rows[i * k..(i + 1) * k];
                 m.observe(row, p[i]);
-                Ok(self.decide(lead, m.model.explain(row, p[i], clipped)))
+                Ok(self.decide(lead, m.model.explain(lead, row, p[i], clipped)))
             })
             .collect()
     }

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::drift::DriftReference;
-use crate::domain::features::{Clipped, FittedSpec, Record};
+use crate::domain::features::{Cell, Clipped, FittedSpec, Record};
 use crate::error::Error;
 
 /// The artifact format this build reads and writes.
@@ -211,14 +211,44 @@ pub struct Score {
     pub probability: f64,
     pub score: u32,
     pub grade: Grade,
-    /// Largest positive contributions, biggest first, by source attribute.
-    pub top_positive: Vec<(String, f64)>,
+    /// Largest positive contributions, biggest first, by source attribute. Only attributes the
+    /// lead sent: an absent one contributes the model's missing-value term, which says nothing
+    /// about this lead, so it is not shown.
+    pub top_positive: Vec<Factor>,
     /// Largest negative contributions, most negative first.
-    pub top_negative: Vec<(String, f64)>,
+    pub top_negative: Vec<Factor>,
     pub model_version: String,
     pub cold_start: bool,
     /// Attributes whose value lay outside the training range and was clipped to it.
     pub clipped: Vec<String>,
+}
+
+/// One attribute's part in a score: what the lead sent and how far it moved the log-odds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factor {
+    pub attribute: String,
+    /// The value as sent ("oct", "6", "true"), "(missing)" for an empty one; at most 64
+    /// characters.
+    pub value: String,
+    /// Sum of weight x column over the attribute's model columns (exact; round for display).
+    pub contribution: f64,
+}
+
+impl Factor {
+    /// "month = oct".
+    pub fn text(&self) -> String {
+        format!("{} = {}", self.attribute, self.value)
+    }
+}
+
+/// How a factor shows a sent value.
+fn shown(cell: Cell<'_>) -> String {
+    match cell {
+        Cell::Str(s) if s.trim().is_empty() => "(missing)".into(),
+        Cell::Str(s) => s.chars().take(64).collect(),
+        Cell::Num(x) => x.to_string(),
+        Cell::Bool(b) => b.to_string(),
+    }
 }
 
 /// A loaded, validated model ready to score.
@@ -307,12 +337,18 @@ impl Model {
         buf.resize(spec.n_columns(), 0.0);
         let clipped = spec.extract_into(record, buf)?;
         let p = self.predict_row(buf);
-        Ok(self.explain(buf, p, clipped))
+        Ok(self.explain(record, buf, p, clipped))
     }
 
-    /// The score of a dense `row` whose probability `p` is already known (batch scoring),
-    /// with its largest contributions by source attribute.
-    pub fn explain(&self, row: &[f64], p: f64, clipped: Clipped) -> Score {
+    /// The score of `record`, whose dense `row` and probability `p` are already known (batch
+    /// scoring), with its largest contributions by source attribute and the values sent.
+    pub fn explain<R: Record + ?Sized>(
+        &self,
+        record: &R,
+        row: &[f64],
+        p: f64,
+        clipped: Clipped,
+    ) -> Score {
         let spec = &self.artifact.spec;
         let clipped = if clipped.is_empty() {
             Vec::new()
@@ -324,31 +360,39 @@ impl Model {
                 .map(|(_, f)| f.name.clone())
                 .collect()
         };
-        let mut contributions: Vec<(&str, f64)> = spec
+        // (attribute, value, contribution) of every attribute the lead sent.
+        let mut contributions: Vec<(&str, Cell<'_>, f64)> = spec
             .features()
             .iter()
             .enumerate()
-            .map(|(i, f)| {
+            .filter_map(|(i, f)| {
+                let cell = record.cell(i, &f.name)?;
                 let c = spec
                     .columns_of(i)
                     .map(|j| self.artifact.weights[j] * row[j])
                     .sum::<f64>();
-                (f.name.as_str(), c)
+                Some((f.name.as_str(), cell, c))
             })
             .collect();
-        contributions.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        // Exact values order the factors; ties go by name, so the order is stable.
+        contributions.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
+        let factor = |(n, cell, c): &(&str, Cell<'_>, f64)| Factor {
+            attribute: n.to_string(),
+            value: shown(*cell),
+            contribution: *c,
+        };
         let top_positive = contributions
             .iter()
-            .filter(|c| c.1 > 0.0)
+            .filter(|c| c.2 > 0.0)
             .take(TOP_FACTORS)
-            .map(|(n, c)| (n.to_string(), *c))
+            .map(factor)
             .collect();
         let top_negative = contributions
             .iter()
             .rev()
-            .filter(|c| c.1 < 0.0)
+            .filter(|c| c.2 < 0.0)
             .take(TOP_FACTORS)
-            .map(|(n, c)| (n.to_string(), *c))
+            .map(factor)
             .collect();
         Score {
             probability: p,
@@ -472,17 +516,44 @@ pub(crate) mod tests {
             ]))
             .unwrap();
         // age: 0.5 * 2 = 1.0; job: -0.3; vip: 0.8
+        let named = |f: &[Factor]| -> Vec<(std::string::String, f64)> {
+            f.iter().map(|f| (f.text(), f.contribution)).collect()
+        };
         assert_eq!(
-            s.top_positive,
-            vec![("age".to_string(), 1.0), ("vip".to_string(), 0.8)]
+            named(&s.top_positive),
+            vec![
+                ("age = 60".to_string(), 1.0),
+                ("vip = true".to_string(), 0.8)
+            ]
         );
         assert_eq!(s.top_negative.len(), 1);
-        assert_eq!(s.top_negative[0].0, "job");
-        assert!((s.top_negative[0].1 + 0.3).abs() < 1e-12);
+        assert_eq!(s.top_negative[0].text(), "job = admin");
+        assert!((s.top_negative[0].contribution + 0.3).abs() < 1e-12);
         let z: f64 = -1.0 + 1.0 - 0.3 + 0.8;
         assert!((s.probability - sigmoid(z)).abs() < 1e-12);
         assert_eq!(s.score, (sigmoid(z) * 100.0).round() as u32);
         assert_eq!(s.grade, Grade::A);
+    }
+
+    #[test]
+    fn factors_name_sent_values_and_leave_out_attributes_not_sent() {
+        use AttrValue::*;
+        let m = Model::new(tiny_artifact());
+        let only_age = m.score(&lead(&[("age", Number(60.0))])).unwrap();
+        let all: Vec<Factor> = [only_age.top_positive, only_age.top_negative].concat();
+        assert_eq!(
+            all.iter().map(Factor::text).collect::<Vec<_>>(),
+            ["age = 60"],
+            "job and vip were not sent"
+        );
+        let off = m
+            .score(&lead(&[("age", Number(60.0)), ("vip", Bool(false))]))
+            .unwrap();
+        assert!(
+            off.top_positive.iter().all(|f| f.attribute != "vip")
+                && off.top_negative.iter().all(|f| f.attribute != "vip"),
+            "vip = false adds nothing to the logit, so it is no factor"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@ use crate::domain::assignment::{Assignment, AssignmentState, Outcome};
 use crate::domain::drift::{Distribution, DriftReport, MIN_OBSERVATIONS, PSI_ALERT};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::lead::{AttrValue, Lead};
+use crate::domain::model::Factor;
 use crate::domain::rep::{PERIODS, Rep, Shift, TimeOff};
 use crate::domain::routing::{CandidateRecord, Verdict};
 use crate::engine::Swap;
@@ -147,11 +148,13 @@ pub fn candidates(v: Vec<CandidateRecord>) -> Vec<pb::Candidate> {
         .collect()
 }
 
-fn contributions(v: Vec<(String, f64)>) -> Vec<pb::Contribution> {
+fn contributions(v: Vec<Factor>) -> Vec<pb::Contribution> {
     v.into_iter()
-        .map(|(attribute, contribution)| pb::Contribution {
-            attribute,
-            contribution,
+        .map(|f| pb::Contribution {
+            text: f.text(),
+            attribute: f.attribute,
+            contribution: f.contribution,
+            value: f.value,
         })
         .collect()
 }

@@ -10,6 +10,37 @@ async fn score(app: &TestApp, lead: pb::Lead) -> Result<pb::DecisionRecord, toni
         .map(|r| r.into_inner().decision.unwrap())
 }
 
+/// The issue-13 probe: factors name the value the lead sent, and a lead that sent only
+/// `language` (not a model input) gets no factor from the model's missing-value terms.
+#[tokio::test]
+async fn factors_name_sent_values_and_nothing_unsent() {
+    let app = spawn_app().await;
+    let good = score(&app, good_lead("g")).await.unwrap().score.unwrap();
+    let sent = good_lead("g").attributes;
+    for f in good.top_positive.iter().chain(&good.top_negative) {
+        let want = match &sent[&f.attribute].kind {
+            Some(pb::attribute_value::Kind::StringValue(v)) => v.clone(),
+            Some(pb::attribute_value::Kind::NumberValue(x)) => x.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(f.value, want, "{f:?}");
+        assert_eq!(f.text, format!("{} = {want}", f.attribute));
+    }
+    assert!(
+        good.top_positive.iter().any(|f| f.text == "month = oct"),
+        "{good:?}"
+    );
+    let bare = score(&app, lead("bare", &[("language", s("en"))]))
+        .await
+        .unwrap()
+        .score
+        .unwrap();
+    assert!(
+        bare.top_positive.is_empty() && bare.top_negative.is_empty(),
+        "{bare:?}"
+    );
+}
+
 #[tokio::test]
 async fn score_lead_explains_and_segments() {
     let app = spawn_app().await;

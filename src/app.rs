@@ -72,6 +72,7 @@ impl App {
             cold_start_base_rate: settings.model.cold_start_base_rate,
             clock,
             model_path: model_path.clone(),
+            drift_min_observations: settings.drift.min_observations,
             gate: crate::domain::gate::GatePolicy {
                 margin: settings.model.gate_margin,
                 min_rows: settings.model.gate_min_rows,

@@ -23,6 +23,14 @@ pub struct Settings {
     pub sla: SlaPolicy,
     pub events: EventSettings,
     pub auth: AuthSettings,
+    pub drift: DriftSettings,
+}
+
+/// `[drift]`: when live feature distributions may raise an alert.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DriftSettings {
+    /// Live observations (distinct leads) a feature needs before its PSI can alert or warn.
+    pub min_observations: u64,
 }
 
 /// `[auth]`: keys per role (see `auth.rs`).

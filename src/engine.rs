@@ -44,10 +44,11 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Counts a scored row in this version's drift statistics (when the artifact has a
     /// training reference).
-    fn observe(&self, row: &[f64], p: f64) {
+    fn observe(&self, lead_id: &str, row: &[f64], p: f64) {
         let artifact = self.model.artifact();
         if let Some(reference) = &artifact.drift {
-            self.drift.observe(&artifact.spec, reference, row, p);
+            self.drift
+                .observe(&artifact.spec, reference, lead_id, row, p);
         }
     }
 }
@@ -129,6 +130,8 @@ pub struct EngineParts {
     pub model_path: Option<PathBuf>,
     /// The promotion gate's margin and minimum rows.
     pub gate: crate::domain::gate::GatePolicy,
+    /// Observations a feature needs before its drift can alert (`drift.min_observations`).
+    pub drift_min_observations: u64,
     /// Where ReloadModel may read artifacts (None: only the live model's file).
     pub model_dir: Option<crate::model_dir::ModelDir>,
     /// First-touch SLA per segment.
@@ -258,7 +261,7 @@ impl Engine {
         let score = match guard.as_deref() {
             Some(m) => ROW.with_borrow_mut(|row| {
                 let score = m.model.score_with(lead, row)?;
-                m.observe(row, score.probability);
+                m.observe(&lead.id, row, score.probability);
                 Ok::<_, Error>(score)
             })?,
             None => cold_start_score(self.parts.cold_start_base_rate),
@@ -313,7 +316,7 @@ impl Engine {
             .map(|(i, (lead, clipped))| {
                 let clipped = clipped?;
                 let row = &rows[i * k..(i + 1) * k];
-                m.observe(row, p[i]);
+                m.observe(&lead.id, row, p[i]);
                 Ok(self.decide(lead, m.model.explain(lead, row, p[i], clipped)))
             })
             .collect()

@@ -258,10 +258,14 @@ pub async fn model_health(args: HealthArgs) -> anyhow::Result<()> {
         "cold_start": h.cold_start.unwrap_or(false),
         "observed": h.observed,
         "psi_alert": h.psi_alert,
+        "min_observations": h.min_observations,
         "score_psi": h.score.as_ref().map(|s| s.psi),
         "features": features
             .iter()
-            .map(|f| json!({"name": f.name, "psi": f.psi, "alert": f.alert}))
+            .map(|f| json!({
+                "name": f.name, "psi": f.psi, "observed": f.observed,
+                "alert": f.alert.unwrap_or(false),
+            }))
             .collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -12,7 +12,7 @@ use crate::domain::features::{FittedKind, FittedSpec};
 
 /// PSI above this is a significant shift (the usual rule of thumb).
 pub const PSI_ALERT: f64 = 0.2;
-/// Live observations needed before a warning is logged.
+/// Default observations per feature before it can alert (`drift.min_observations`).
 pub const MIN_OBSERVATIONS: u64 = 1000;
 /// Score bins: 0-9, 10-19, ..., 90-100.
 pub const SCORE_BINS: usize = 10;
@@ -150,14 +150,58 @@ pub fn psi(expected: &[f64], counts: &[u64]) -> f64 {
         .sum()
 }
 
-/// Live counts for one model version; updated lock-free on every scored lead.
+/// Live counts for one model version; updated lock-free on every scored lead, each lead id
+/// counted once (a retried or repeated ScoreLead of one lead cannot move the statistics).
 #[derive(Debug)]
 pub struct LiveDrift {
     edges: Vec<Vec<f64>>,
     features: Vec<Vec<AtomicU64>>,
+    /// Per feature, observations so far (more than `total` for a feature whose counts were
+    /// carried over from the previous version).
+    seen: Vec<AtomicU64>,
     score: Vec<AtomicU64>,
     total: AtomicU64,
     warned: Vec<AtomicBool>,
+    /// No alert (nor warning) for a feature before it has this many observations.
+    min_observations: u64,
+    ids: SeenIds,
+}
+
+/// Lead ids already counted: a Bloom filter of 2^24 bits (2 MiB) with three probes, set
+/// lock-free. Up to ~1.5 million distinct leads per version it wrongly calls fewer than 1 %
+/// of new leads seen (they are then not counted: a random, feature-blind sample, so PSI is
+/// unbiased); past that the share grows and drift stays measured on a sample.
+struct SeenIds(Vec<AtomicU64>);
+
+const SEEN_BITS: u64 = 1 << 24;
+
+impl std::fmt::Debug for SeenIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeenIds")
+    }
+}
+
+impl SeenIds {
+    fn new() -> SeenIds {
+        SeenIds((0..SEEN_BITS / 64).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Marks `id`; true when it was not marked before.
+    fn first_time(&self, id: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        id.hash(&mut h);
+        let x = h.finish();
+        let (h1, h2) = (x, (x >> 32) | 1);
+        let mut new = false;
+        for k in 0..3u64 {
+            let bit = h1.wrapping_add(k.wrapping_mul(h2)) % SEEN_BITS;
+            let mask = 1u64 << (bit % 64);
+            let old = self.0[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed);
+            new |= old & mask == 0;
+        }
+        new
+    }
 }
 
 /// One distribution compared with its reference.
@@ -168,12 +212,17 @@ pub struct Distribution {
     pub psi: f64,
     pub expected: Vec<f64>,
     pub counts: Vec<u64>,
+    /// Observations behind `counts`.
+    pub observed: u64,
+    /// psi > PSI_ALERT with at least the minimum observations.
+    pub alert: bool,
 }
 
 /// What GetModelHealth reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriftReport {
     pub observed: u64,
+    pub min_observations: u64,
     pub features: Vec<Distribution>,
     pub score: Distribution,
 }
@@ -187,7 +236,8 @@ fn load(c: &[AtomicU64]) -> Vec<u64> {
 }
 
 impl LiveDrift {
-    pub fn new(spec: &FittedSpec) -> LiveDrift {
+    pub fn new(spec: &FittedSpec, min_observations: u64) -> LiveDrift {
+        let n = spec.features().len();
         LiveDrift {
             edges: std_edges(spec),
             features: spec
@@ -195,68 +245,124 @@ impl LiveDrift {
                 .iter()
                 .map(|f| counters(n_bins(&f.kind)))
                 .collect(),
+            seen: counters(n),
             score: counters(SCORE_BINS),
             total: AtomicU64::new(0),
-            warned: (0..spec.features().len())
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            warned: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            min_observations,
+            ids: SeenIds::new(),
         }
     }
 
-    /// Counts one scored row; every 1,024 rows checks for features past `PSI_ALERT` and logs a
-    /// warning once per feature.
-    pub fn observe(&self, spec: &FittedSpec, reference: &DriftReference, row: &[f64], p: f64) {
+    /// Starts from `previous`'s counts for every feature binned the same way in both versions
+    /// (same name, kind and bin edges or categories; the training shares may differ: PSI is
+    /// then taken against the new version's), so a promotion does not blind them. The others,
+    /// and the score, start from zero.
+    pub fn carry_over(&self, spec: &FittedSpec, previous: &LiveDrift, previous_spec: &FittedSpec) {
+        let same_bins = |a: &crate::domain::features::FittedFeature,
+                         b: &crate::domain::features::FittedFeature| {
+            a.name == b.name
+                && a.kind_name() == b.kind_name()
+                && bin_labels(&a.kind) == bin_labels(&b.kind)
+        };
+        for (i, f) in spec.features().iter().enumerate() {
+            let Some(j) = previous_spec
+                .features()
+                .iter()
+                .position(|p| same_bins(p, f))
+            else {
+                continue;
+            };
+            for (to, from) in self.features[i].iter().zip(&previous.features[j]) {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            self.seen[i].store(previous.seen[j].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one scored row (the first time this version sees `lead_id`); every 1,024 rows
+    /// checks for features past `PSI_ALERT` with enough observations and logs a warning once
+    /// per feature.
+    pub fn observe(
+        &self,
+        spec: &FittedSpec,
+        reference: &DriftReference,
+        lead_id: &str,
+        row: &[f64],
+        p: f64,
+    ) {
+        if !self.ids.first_time(lead_id) {
+            return;
+        }
         for (i, c) in self.features.iter().enumerate() {
             c[bin(spec, &self.edges, i, row)].fetch_add(1, Ordering::Relaxed);
+            self.seen[i].fetch_add(1, Ordering::Relaxed);
         }
         self.score[score_bin(p)].fetch_add(1, Ordering::Relaxed);
         let n = self.total.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= MIN_OBSERVATIONS && n.is_multiple_of(1024) {
-            for (i, f) in spec.features().iter().enumerate() {
-                let Some(expected) = reference.features.get(i) else {
-                    continue;
-                };
-                let value = psi(expected, &load(&self.features[i]));
-                if value > PSI_ALERT && !self.warned[i].swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        feature = %f.name,
-                        psi = value,
-                        observed = n,
-                        "feature drift: PSI above {PSI_ALERT} against the training data"
-                    );
-                }
+        if !n.is_multiple_of(1024) {
+            return;
+        }
+        for (i, f) in spec.features().iter().enumerate() {
+            let Some(expected) = reference.features.get(i) else {
+                continue;
+            };
+            let observed = self.seen[i].load(Ordering::Relaxed);
+            if observed < self.min_observations {
+                continue;
+            }
+            let value = psi(expected, &load(&self.features[i]));
+            if value > PSI_ALERT && !self.warned[i].swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    feature = %f.name,
+                    psi = value,
+                    observed,
+                    "feature drift: PSI above {PSI_ALERT} against the training data"
+                );
             }
         }
     }
 
     pub fn report(&self, spec: &FittedSpec, reference: &DriftReference) -> DriftReport {
+        let min = self.min_observations;
+        let distribution = |name: String, labels, expected: Vec<f64>, counts: Vec<u64>, n| {
+            let psi = psi(&expected, &counts);
+            Distribution {
+                name,
+                labels,
+                psi,
+                expected,
+                counts,
+                observed: n,
+                alert: psi > PSI_ALERT && n >= min,
+            }
+        };
         let features = spec
             .features()
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let counts = load(&self.features[i]);
-                let expected = reference.features.get(i).cloned().unwrap_or_default();
-                Distribution {
-                    name: f.name.clone(),
-                    labels: bin_labels(&f.kind),
-                    psi: psi(&expected, &counts),
-                    expected,
-                    counts,
-                }
+                distribution(
+                    f.name.clone(),
+                    bin_labels(&f.kind),
+                    reference.features.get(i).cloned().unwrap_or_default(),
+                    load(&self.features[i]),
+                    self.seen[i].load(Ordering::Relaxed),
+                )
             })
             .collect();
-        let counts = load(&self.score);
+        let observed = self.total.load(Ordering::Relaxed);
         DriftReport {
-            observed: self.total.load(Ordering::Relaxed),
+            observed,
+            min_observations: min,
             features,
-            score: Distribution {
-                name: "score".into(),
-                labels: score_labels(),
-                psi: psi(&reference.score, &counts),
-                expected: reference.score.clone(),
-                counts,
-            },
+            score: distribution(
+                "score".into(),
+                score_labels(),
+                reference.score.clone(),
+                load(&self.score),
+                observed,
+            ),
         }
     }
 }
@@ -303,5 +409,55 @@ mod tests {
         assert_eq!(score_bin(0.999), 9);
         assert_eq!(score_bin(0.0), 0);
         assert_eq!(score_bin(0.25), 2);
+    }
+
+    #[test]
+    fn each_lead_counts_once_and_alerts_wait_for_the_minimum() {
+        use crate::domain::model::tests::tiny_artifact;
+        let a = tiny_artifact();
+        let spec = &a.spec;
+        // Training: job is always category 0.
+        let reference = DriftReference {
+            features: vec![
+                vec![1.0 / 11.0; 11],
+                vec![1.0, 0.0, 0.0],
+                vec![0.5, 0.5, 0.0],
+            ],
+            score: vec![0.1; SCORE_BINS],
+        };
+        let live = LiveDrift::new(spec, 50);
+        // Live: every lead is category 1, a total shift.
+        let row = [0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        for _ in 0..3000 {
+            live.observe(spec, &reference, "same-lead", &row, 0.5);
+        }
+        let r = live.report(spec, &reference);
+        assert_eq!(r.observed, 1, "a repeated lead counts once");
+        assert!(r.features[1].psi > PSI_ALERT);
+        assert!(!r.features[1].alert, "1 observation is not evidence");
+        for i in 0..60 {
+            live.observe(spec, &reference, &format!("lead-{i}"), &row, 0.5);
+        }
+        let r = live.report(spec, &reference);
+        assert_eq!((r.observed, r.features[1].observed), (61, 61));
+        assert!(r.features[1].alert);
+
+        // The next version: same bins for every feature, so the counts carry over; the score's
+        // do not.
+        let next = LiveDrift::new(spec, 50);
+        next.carry_over(spec, &live, spec);
+        let r = next.report(spec, &reference);
+        assert_eq!((r.observed, r.features[1].observed), (0, 61));
+        assert!(r.features[1].alert);
+        // A version whose job has other categories starts job from zero.
+        let mut features = spec.features().to_vec();
+        features[1].kind = FittedKind::Categorical {
+            vocabulary: vec!["clerk".into()],
+        };
+        let other = FittedSpec::new(features);
+        let fresh = LiveDrift::new(&other, 50);
+        fresh.carry_over(&other, &live, spec);
+        let r = fresh.report(&other, &reference);
+        assert_eq!((r.features[0].observed, r.features[1].observed), (61, 0));
     }
 }

@@ -209,8 +209,14 @@ impl Engine {
         modified: Option<std::time::SystemTime>,
         gate: GateReport,
     ) -> Swap {
+        let drift = LiveDrift::new(&artifact.spec, self.parts.drift_min_observations);
+        if let Some(live) = self.model.load_full() {
+            // Features binned the same way keep their counts (all of them when the same
+            // version is reloaded).
+            drift.carry_over(&artifact.spec, &live.drift, &live.model.artifact().spec);
+        }
         let new = Arc::new(LoadedModel {
-            drift: LiveDrift::new(&artifact.spec),
+            drift,
             model: Model::new(artifact),
             path,
             modified,

@@ -371,7 +371,8 @@ fn drift(d: &Distribution) -> pb::Drift {
     pb::Drift {
         name: d.name.clone(),
         psi: d.psi,
-        alert: d.psi > PSI_ALERT,
+        alert: Some(d.alert),
+        observed: d.observed,
         bins: d
             .labels
             .iter()
@@ -396,7 +397,7 @@ pub fn model_health(m: Option<&LoadedModel>, report: Option<&DriftReport>) -> pb
             .unwrap_or_else(|| "cold-start".into()),
         observed: report.map(|r| r.observed).unwrap_or_default(),
         psi_alert: PSI_ALERT,
-        min_observations: MIN_OBSERVATIONS,
+        min_observations: report.map_or(MIN_OBSERVATIONS, |r| r.min_observations),
         features: report
             .map(|r| r.features.iter().map(drift).collect())
             .unwrap_or_default(),

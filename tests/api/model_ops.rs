@@ -221,8 +221,12 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     order.sort_by_key(|i| (i * 7919) % len);
     leads = order.into_iter().map(|i| leads[i].clone()).collect();
     score_all(&p, &leads).await;
+    // The issue-13 probe: one lead scored again and again counts once per version.
+    let same: Vec<(pb::Lead, bool)> = (0..300).map(|_| leads[0].clone()).collect();
+    score_all(&p, &same).await;
     let h = health(&p).await;
     assert_eq!(h.observed, 1100);
+    assert_eq!(h.min_observations, 1000);
     assert_eq!(h.cold_start, Some(false), "present when false");
     let worst = h.features.iter().map(|f| f.psi).fold(0.0, f64::max);
     assert!(worst < 0.1, "in-distribution PSI {worst}: {:?}", h.features);
@@ -233,13 +237,21 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     let early = p.wait_for_log("feature drift", Duration::from_millis(200));
     assert!(early.is_none(), "{early:?}");
 
-    // A new version starts its own statistics; then the leads get 25 years older.
+    // A new version binned the same way keeps the features' counts (the score's start over);
+    // then the leads get 25 years older.
     let (variant, v) = variant_model(dir.path(), 0.0001);
     p.models()
         .reload_model(reload_with_rows(std::fs::read(&variant).unwrap(), false))
         .await
         .unwrap();
-    assert_eq!(health(&p).await.observed, 0);
+    let h = health(&p).await;
+    assert_eq!(h.observed, 0);
+    assert!(
+        h.features.iter().all(|f| f.observed == 1100),
+        "{:?}",
+        h.features
+    );
+    assert_eq!(h.score.as_ref().unwrap().observed, 0);
     let older: Vec<(pb::Lead, bool)> = bank_leads("old", 5, 1100)
         .into_iter()
         .map(|(l, y)| {
@@ -254,7 +266,8 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     let h = health(&p).await;
     assert_eq!((h.model_version.as_str(), h.observed), (v.as_str(), 1100));
     assert!(psi_of(&h, "age") > 0.2, "age PSI {}", psi_of(&h, "age"));
-    assert!(h.features.iter().find(|f| f.name == "age").unwrap().alert);
+    let age = h.features.iter().find(|f| f.name == "age").unwrap();
+    assert_eq!((age.alert, age.observed), (Some(true), 2200));
     assert!(psi_of(&h, "job") < 0.1, "job PSI {}", psi_of(&h, "job"));
     let warn = p
         .wait_for_log("feature drift", Duration::from_secs(2))
@@ -275,6 +288,8 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["features"][0]["name"], "age", "sorted by PSI: {j}");
     assert_eq!(j["features"][0]["alert"], true);
+    assert_eq!(j["features"][0]["observed"], 2200);
+    assert_eq!(j["min_observations"], 1000);
 }
 
 fn leadrouter(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {

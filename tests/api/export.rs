@@ -15,6 +15,18 @@ fn leadrouter(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `leadrouter export-outcomes --server`, which must succeed.
+fn export(server: &str, out: &std::path::Path) {
+    let r = leadrouter(&[
+        "export-outcomes",
+        "--server",
+        server,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_export_and_retrain_over_grpc_on_the_memory_store() {
     let p = Process::start(&[("LEADROUTER__STORE__URL", "memory://")]).await;
@@ -23,14 +35,7 @@ async fn outcomes_export_and_retrain_over_grpc_on_the_memory_store() {
     let out = dir.path().join("outcomes.csv");
 
     // Nothing closed yet: a header and no rows.
-    let r = leadrouter(&[
-        "export-outcomes",
-        "--server",
-        &server,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    export(&server, &out);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("_lead_id,"), "{text}");
@@ -41,14 +46,7 @@ async fn outcomes_export_and_retrain_over_grpc_on_the_memory_store() {
         .into_iter()
         .map(|(l, y)| (l.id, y))
         .collect();
-    let r = leadrouter(&[
-        "export-outcomes",
-        "--server",
-        &server,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    export(&server, &out);
     let mut csv = csv::Reader::from_path(&out).unwrap();
     let headers = csv.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();

@@ -73,6 +73,7 @@ impl App {
             clock,
             model_path: model_path.clone(),
             drift_min_observations: settings.drift.min_observations,
+            registry_keep: settings.model.registry_keep.max(1),
             gate: crate::domain::gate::GatePolicy {
                 margin: settings.model.gate_margin,
                 min_rows: settings.model.gate_min_rows,
@@ -100,16 +101,29 @@ impl App {
             }
             tracing::info!(reps = n, changed, file = %settings.reps.file, "reps seeded");
         }
-        match &model_path {
-            Some(p) => {
-                let cold = crate::engine::Evidence::Missing("start-up".into());
-                engine
-                    .load_model(p, true, &cold)
-                    .with_context(|| format!("loading model {}", p.display()))?;
-            }
-            None => tracing::warn!(
-                "no model configured: scoring every lead with the cold-start base rate"
+        // The registry's live model wins; model.path only seeds an empty registry.
+        match engine.sync_from_registry().await {
+            Ok(Some(swap)) => tracing::info!(
+                version = %swap.gate.candidate_version,
+                "serving the registry's live model"
             ),
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!(error = %e, "model registry unreadable; loading model.path");
+                }
+                match &model_path {
+                    Some(p) => {
+                        let cold = crate::engine::Evidence::Missing("start-up".into());
+                        let swap = engine
+                            .load_model(p, true, &cold)
+                            .with_context(|| format!("loading model {}", p.display()))?;
+                        publish(&engine, Some(swap)).await;
+                    }
+                    None => tracing::warn!(
+                        "no model configured: scoring every lead with the cold-start base rate"
+                    ),
+                }
+            }
         }
         let listener = TcpListener::bind(&settings.server.addr)
             .await
@@ -226,6 +240,8 @@ impl App {
         }
         tokio::spawn(watch_store(self.engine.clone(), health.clone()));
         tokio::spawn(reload_on_sighup(self.engine.clone(), hup_tx));
+        let every = Duration::from_millis(self.settings.model.registry_poll_ms.max(50));
+        tokio::spawn(follow_registry(self.engine.clone(), every));
         tokio::spawn(crate::scheduler::run(Arc::downgrade(&self.engine)));
         if self.settings.model.watch_ms > 0 {
             let every = Duration::from_millis(self.settings.model.watch_ms);
@@ -262,11 +278,15 @@ pub async fn tick_or_hangup(every: Duration, hup: &mut Hangups) -> bool {
 }
 
 /// Reloads the live model's file through the gate (SIGHUP, file watch). A refusal is logged
-/// and the live model keeps serving. Returns whether a new model went live.
-fn reload(engine: &Engine, trigger: &'static str, evidence: &crate::engine::Evidence) -> bool {
+/// and the live model keeps serving. Returns the swap when a new model went live.
+fn reload(
+    engine: &Engine,
+    trigger: &'static str,
+    evidence: &crate::engine::Evidence,
+) -> Option<crate::engine::Swap> {
     let Some(path) = engine.model_path() else {
         tracing::warn!(trigger, "reload asked for, but no model file is configured");
-        return false;
+        return None;
     };
     match engine.load_model(&path, false, evidence) {
         Ok(swap) => {
@@ -277,11 +297,39 @@ fn reload(engine: &Engine, trigger: &'static str, evidence: &crate::engine::Evid
                 previous = ?swap.previous,
                 "model swapped"
             );
-            true
+            Some(swap)
         }
         Err(e) => {
             tracing::error!(trigger, path = %path.display(), error = %e, "model reload refused");
-            false
+            None
+        }
+    }
+}
+
+/// Publishes a swap to the registry, so every replica (and a restart) serves it.
+async fn publish(engine: &Engine, swap: Option<crate::engine::Swap>) -> bool {
+    let Some(swap) = swap else {
+        return false;
+    };
+    if let Err(e) = engine.publish(&swap).await {
+        tracing::error!(error = %e, "the new model is live here but not in the registry");
+    }
+    true
+}
+
+/// Follows the registry: another replica's promotion or rollback goes live here within one
+/// poll.
+async fn follow_registry(engine: Arc<Engine>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match engine.sync_from_registry().await {
+            Ok(Some(swap)) => tracing::info!(
+                version = %swap.gate.candidate_version,
+                previous = ?swap.previous,
+                "model swapped (registry)"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "model registry poll failed"),
         }
     }
 }
@@ -309,7 +357,9 @@ async fn reload_on_sighup(engine: Arc<Engine>, hup: tokio::sync::watch::Sender<u
             hup.send_modify(|n| *n += 1);
             let engine = engine.clone();
             let evidence = gate_rows(&engine).await;
-            let _ = tokio::task::spawn_blocking(move || reload(&engine, "SIGHUP", &evidence)).await;
+            let e = engine.clone();
+            let swap = tokio::task::spawn_blocking(move || reload(&e, "SIGHUP", &evidence)).await;
+            publish(&engine, swap.ok().flatten()).await;
         }
     }
     #[cfg(not(unix))]
@@ -334,9 +384,8 @@ async fn watch_model_file(engine: Arc<Engine>, every: Duration) {
         }
         let e = engine.clone();
         let evidence = gate_rows(&e).await;
-        let ok = tokio::task::spawn_blocking(move || reload(&e, "file watch", &evidence))
-            .await
-            .unwrap_or(false);
+        let swap = tokio::task::spawn_blocking(move || reload(&e, "file watch", &evidence)).await;
+        let ok = publish(&engine, swap.ok().flatten()).await;
         refused = (!ok).then_some(modified);
     }
 }

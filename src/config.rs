@@ -108,6 +108,10 @@ pub struct ModelSettings {
     /// the gate refuses (unless forced): such a comparison says nothing.
     pub gate_min_rows: u64,
     pub gate_min_positives: u64,
+    /// Model versions the store's registry keeps (the live one included) for rollbacks.
+    pub registry_keep: usize,
+    /// How often each replica checks the registry for another replica's promotion.
+    pub registry_poll_ms: u64,
     /// Poll the live model's file this often and reload it when it changes; 0 = off.
     pub watch_ms: u64,
     /// ReloadModel reads artifacts only from regular files under this directory; empty: only

@@ -25,6 +25,7 @@ use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
 
 mod after;
 mod models;
+mod registry;
 pub use models::{Evidence, ModelSource, NamedRows, read_artifact};
 
 /// Where "now" comes from; tests pin it.
@@ -60,6 +61,8 @@ pub struct Swap {
     pub gate: GateReport,
     /// The gate refused and `force` overrode it.
     pub forced: bool,
+    /// The artifact's bytes, as published to the registry.
+    pub artifact: Vec<u8>,
 }
 
 /// Everything decided about one lead.
@@ -132,6 +135,8 @@ pub struct EngineParts {
     pub gate: crate::domain::gate::GatePolicy,
     /// Observations a feature needs before its drift can alert (`drift.min_observations`).
     pub drift_min_observations: u64,
+    /// Model versions the registry keeps for rollbacks (`model.registry_keep`).
+    pub registry_keep: usize,
     /// Where ReloadModel may read artifacts (None: only the live model's file).
     pub model_dir: Option<crate::model_dir::ModelDir>,
     /// First-touch SLA per segment.
@@ -141,6 +146,8 @@ pub struct EngineParts {
 pub struct Engine {
     model: ArcSwapOption<LoadedModel>,
     parts: EngineParts,
+    /// The registry generation this replica last loaded or published.
+    registry_seen: std::sync::atomic::AtomicU64,
 }
 
 thread_local! {
@@ -207,6 +214,7 @@ impl Engine {
         Engine {
             model: ArcSwapOption::empty(),
             parts,
+            registry_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod contract;
 pub mod file;
 pub mod memory;
 pub mod redis;
+pub mod registry;
 
 /// A request to assign one lead to the best candidate with room.
 #[derive(Debug, Clone)]
@@ -255,8 +256,8 @@ pub trait RepDirectory: Send + Sync {
 }
 
 /// A complete backend.
-pub trait Store: CapacityStore + RepDirectory {}
-impl<T: CapacityStore + RepDirectory> Store for T {}
+pub trait Store: CapacityStore + RepDirectory + registry::ModelRegistry {}
+impl<T: CapacityStore + RepDirectory + registry::ModelRegistry> Store for T {}
 
 /// Opens the store the settings name: `memory://`, or Redis (`redis://`, `redis+unix://`,
 /// `unix://`; with `store.cluster`, a comma-separated list of seed nodes).

@@ -44,8 +44,12 @@ pub struct PromoteArgs {
     pub server: String,
     /// Artifact file, read here and sent in the request (the server keeps it in its
     /// model.dir). With auth on, $LEADROUTER_TOKEN holds an ops or admin key.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "rollback")]
+    pub model: Option<PathBuf>,
+    /// Go back one step in the store's model registry instead (no file, no gate): the live
+    /// version is dropped and the one before it goes live on every replica.
+    #[arg(long, conflicts_with_all = ["model", "force", "eval_data"])]
+    pub rollback: bool,
     /// Swap even if the gate refuses (rollback to an older model, new feature set).
     #[arg(long)]
     pub force: bool,
@@ -171,8 +175,11 @@ fn authed<T>(msg: T) -> anyhow::Result<tonic::Request<T>> {
 pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     // The artifact travels in the request: the server reads nothing outside its model.dir,
     // and the file may live on the operator's machine.
-    let artifact = crate::model_dir::read_regular(&args.model, 256 << 20)
-        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let artifact = match &args.model {
+        Some(m) => crate::model_dir::read_regular(m, 256 << 20)
+            .with_context(|| format!("cannot read {}", m.display()))?,
+        None => Vec::new(),
+    };
     let eval_csv = match &args.eval_data {
         Some(p) => crate::model_dir::read_regular(p, 256 << 20)
             .with_context(|| format!("cannot read {}", p.display()))?,
@@ -187,6 +194,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
             eval_csv,
             eval_label: args.eval_label.clone(),
             eval_positive: args.eval_positive.clone().unwrap_or_default(),
+            rollback: args.rollback,
         })?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -195,6 +203,8 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     let out = json!({
         "model_version": resp.model.map(|m| m.model_version).unwrap_or_default(),
         "previous_version": resp.previous_version,
+        "generation": resp.generation,
+        "rolled_back": args.rollback,
         "forced": args.force,
         "gate_overridden": g.forced.unwrap_or(false),
         "refusals": g.overridden,

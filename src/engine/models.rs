@@ -105,9 +105,11 @@ impl Engine {
     /// artifacts go through `reload` and `model.dir`.
     pub fn load_model(&self, path: &Path, force: bool, evidence: &Evidence) -> Result<Swap> {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let artifact = read_artifact(path)?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::ModelRejected(format!("cannot read {}: {e}", path.display())))?;
+        let artifact = Artifact::from_json(&bytes)?;
         let gate = self.gate(&artifact, force, evidence)?;
-        Ok(self.swap_in(artifact, path.to_path_buf(), modified, gate))
+        Ok(self.swap_in(artifact, bytes, path.to_path_buf(), modified, gate))
     }
 
     /// ReloadModel: the live model's own file again, a file under `model.dir`, or an
@@ -127,7 +129,7 @@ impl Engine {
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 let artifact = Artifact::from_json(&bytes)?;
                 let gate = self.gate(&artifact, force, evidence)?;
-                Ok(self.swap_in(artifact, path, modified, gate))
+                Ok(self.swap_in(artifact, bytes, path, modified, gate))
             }
             ModelSource::Bytes(bytes) => {
                 let dir = dir.ok_or_else(|| refuse_no_dir("artifact"))?;
@@ -141,7 +143,7 @@ impl Engine {
                 let gate = self.gate(&artifact, force, evidence)?;
                 let path = dir.keep(&artifact.model_version, &bytes)?;
                 let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                Ok(self.swap_in(artifact, path, modified, gate))
+                Ok(self.swap_in(artifact, bytes, path, modified, gate))
             }
         }
     }
@@ -202,9 +204,10 @@ impl Engine {
         Ok(gate)
     }
 
-    fn swap_in(
+    pub(super) fn swap_in(
         &self,
         artifact: Artifact,
+        bytes: Vec<u8>,
         path: PathBuf,
         modified: Option<std::time::SystemTime>,
         gate: GateReport,
@@ -226,6 +229,7 @@ impl Engine {
             previous: old.map(|m| m.model.version().to_string()),
             forced: !gate.passed(),
             gate,
+            artifact: bytes,
         }
     }
 }

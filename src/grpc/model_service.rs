@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, ModelSource, NamedRows};
+use crate::engine::{Engine, ModelSource, NamedRows, Swap};
 use crate::error::Error;
 use crate::grpc::{audit, convert, pb};
 
@@ -104,6 +104,19 @@ impl ModelApi {
         &self,
         msg: pb::ReloadModelRequest,
     ) -> Result<Response<pb::ReloadModelResponse>, Status> {
+        if msg.rollback {
+            if !msg.path.is_empty() || !msg.artifact.is_empty() || !msg.eval_csv.is_empty() {
+                return Err(Error::invalid(
+                    "rollback",
+                    "goes back to the registry's previous model: give no path, artifact or rows",
+                )
+                .into());
+            }
+            let swap = self.engine.rollback().await?;
+            tracing::info!(previous = ?swap.previous, version = %swap.gate.candidate_version,
+                "model rolled back (ReloadModel)");
+            return Ok(self.answer(&swap, self.engine.registry_generation()));
+        }
         let source = match (msg.path.is_empty(), msg.artifact.is_empty()) {
             (true, true) => ModelSource::Live,
             (false, true) => ModelSource::Path(msg.path),
@@ -135,17 +148,30 @@ impl ModelApi {
             .await
             .map_err(|e| Status::internal(format!("model load task failed: {e}")))?
             .inspect_err(|e| tracing::warn!(error = %e, "ReloadModel refused"))?;
-        let model = convert::model_info(self.engine.model().as_deref());
         tracing::info!(
-            version = %model.model_version,
+            version = %swap.gate.candidate_version,
             previous = ?swap.previous,
             forced = swap.forced,
             "model swapped (ReloadModel)"
         );
-        Ok(Response::new(pb::ReloadModelResponse {
-            model: Some(model),
+        // Live here now; the registry makes it live everywhere. If that write fails the
+        // caller hears so, and a retry (same artifact: the gate passes the live version)
+        // publishes it.
+        let generation = self.engine.publish(&swap).await.map_err(|e| {
+            Status::from(Error::Unavailable(format!(
+                "the model is live on this replica but was not published to the registry ({e}); \
+                 retry ReloadModel"
+            )))
+        })?;
+        Ok(self.answer(&swap, generation))
+    }
+
+    fn answer(&self, swap: &Swap, generation: u64) -> Response<pb::ReloadModelResponse> {
+        Response::new(pb::ReloadModelResponse {
+            model: Some(convert::model_info(self.engine.model().as_deref())),
             previous_version: swap.previous.clone().unwrap_or_default(),
-            gate: Some(convert::gate_result(&swap)),
-        }))
+            gate: Some(convert::gate_result(swap)),
+            generation,
+        })
     }
 }

@@ -28,7 +28,8 @@ macro_rules! store_contract_tests {
             offers_expire_and_move_on, declined_offers_skip_those_reps_until_max_offers,
             contacted_stops_the_sla_and_breaches_are_counted,
             events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue,
-            racing_pool_moves_leave_each_rep_in_one_pool, queued_leads_expire_after_their_ttl);
+            racing_pool_moves_leave_each_rep_in_one_pool, queued_leads_expire_after_their_ttl,
+            the_model_registry_publishes_keeps_and_rolls_back);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -45,10 +46,12 @@ mod calendar;
 mod directory;
 mod offers;
 mod queue;
+mod registry;
 pub use calendar::*;
 pub use directory::*;
 pub use offers::*;
 pub use queue::*;
+pub use registry::*;
 
 pub fn t0() -> Timestamp {
     "2026-11-27T12:00:00Z".parse().unwrap()

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::store::memory::MemoryStore;
 
 mod journal;
+mod registry;
 use crate::store::{
     CapacityStore, Claim, ClaimRequest, Closed, Due, ListPage, ListQuery, Reassigned, Release,
     Released, RepDirectory, RepStatus,
@@ -92,6 +93,7 @@ impl FileStore {
             .map_err(|e| format!("cannot compact {shown}: {e}"))?;
         let (from, snapshot) =
             read_snapshot(&db).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        registry::load(&db, &mem).map_err(|e| format!("{shown}: {e}"))?;
         if let Some(bytes) = &snapshot {
             mem.restore(bytes)
                 .map_err(|e| format!("{shown}: snapshot does not load: {e}"))?;

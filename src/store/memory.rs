@@ -32,6 +32,8 @@ pub struct MemoryStore {
     max_bytes: usize,
     /// Ticks after each write, for watchers.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The live model of this process (see `persist.rs`).
+    registry: crate::store::registry::LocalRegistry,
 }
 
 /// The limits when none is configured (as in `defaults.toml`).
@@ -55,6 +57,7 @@ impl MemoryStore {
             max_leads: max_leads.max(1),
             max_bytes: max_bytes.max(1),
             changes: tokio::sync::watch::Sender::new(0),
+            registry: Default::default(),
         }
     }
 

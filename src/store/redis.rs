@@ -30,6 +30,7 @@ mod conn;
 mod directory;
 mod drain;
 mod keys;
+mod registry;
 mod replock;
 mod reply;
 mod state;

@@ -19,6 +19,7 @@ mod redis_crm;
 mod redis_faults;
 mod redis_routing;
 mod redis_server;
+mod registry;
 mod reps;
 mod routing;
 mod runbook;

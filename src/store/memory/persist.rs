@@ -4,8 +4,37 @@ use super::MemoryStore;
 use super::state::{LeadEntry, State};
 use crate::domain::assignment::AssignmentState;
 use crate::error::{Error, Result};
+use crate::store::registry::{ModelRegistry, Published};
+
+#[async_trait::async_trait]
+impl ModelRegistry for MemoryStore {
+    async fn generation(&self) -> Result<u64> {
+        self.registry.generation().await
+    }
+
+    async fn live(&self) -> Result<Option<Published>> {
+        self.registry.live().await
+    }
+
+    async fn publish(&self, model_version: &str, artifact: &[u8], keep: usize) -> Result<u64> {
+        self.registry.publish(model_version, artifact, keep).await
+    }
+
+    async fn rollback(&self) -> Result<Option<Published>> {
+        self.registry.rollback().await
+    }
+}
 
 impl MemoryStore {
+    /// The registry's generation and entries (newest first), for the file store to persist.
+    pub fn registry_entries(&self) -> crate::store::registry::Entries {
+        self.registry.entries()
+    }
+
+    pub fn restore_registry(&self, generation: u64, entries: Vec<(String, Vec<u8>)>) {
+        self.registry.restore(generation, entries);
+    }
+
     /// The whole state, serialized under the lock (so it is one consistent moment).
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         serde_json::to_vec(&*self.lock()).map_err(|e| Error::Internal(format!("snapshot: {e}")))

@@ -212,7 +212,7 @@ impl Engine {
         modified: Option<std::time::SystemTime>,
         gate: GateReport,
     ) -> Swap {
-        let drift = LiveDrift::new(&artifact.spec, self.parts.drift_min_observations);
+        let mut drift = LiveDrift::new(&artifact.spec, self.parts.drift_min_observations);
         if let Some(live) = self.model.load_full() {
             // Features binned the same way keep their counts (all of them when the same
             // version is reloaded).

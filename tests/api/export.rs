@@ -7,23 +7,18 @@ use leadrouter::domain::model::Artifact;
 use crate::gate_rows::record_outcomes;
 use crate::helpers::*;
 
-fn leadrouter(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .unwrap()
-}
-
 /// `leadrouter export-outcomes --server`, which must succeed.
 fn export(server: &str, out: &std::path::Path) {
-    let r = leadrouter(&[
-        "export-outcomes",
-        "--server",
-        server,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = cli(
+        &[
+            "export-outcomes",
+            "--server",
+            server,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
 
@@ -61,16 +56,19 @@ async fn outcomes_export_and_retrain_over_grpc_on_the_memory_store() {
 
     // Retrain straight from the running server; the artifact lists the leads it was fitted on.
     let model = dir.path().join("m.json");
-    let r = leadrouter(&[
-        "train",
-        "--from-outcomes",
-        "--server",
-        &server,
-        "--spec",
-        "models/bank-additional.spec.toml",
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+    let r = cli(
+        &[
+            "train",
+            "--from-outcomes",
+            "--server",
+            &server,
+            "--spec",
+            "models/bank-additional.spec.toml",
+            "--out",
+            model.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let a = Artifact::from_json(&std::fs::read(&model).unwrap()).unwrap();
     assert_eq!(a.training.label, "outcome");

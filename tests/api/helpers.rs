@@ -508,3 +508,13 @@ pub fn bank_leads(prefix: &str, skip: usize, n: usize) -> Vec<(pb::Lead, bool)> 
         })
         .collect()
 }
+
+/// Runs the `leadrouter` binary from the repository root with extra environment.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
+    cmd.args(args).current_dir(repo_path(""));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}

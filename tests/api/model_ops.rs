@@ -292,15 +292,6 @@ async fn drift_is_measured_per_version_and_warned_past_0_2() {
     assert_eq!(j["min_observations"], 1000);
 }
 
-fn leadrouter(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
-    cmd.args(args).current_dir(repo_path(""));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_close_retrain_gate_swap_runs_end_to_end() {
     let redis = RedisServer::start();
@@ -343,7 +334,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     // Retrain straight from the store, with the live model's spec.
     let out = dir.path().join("retrained.json");
     let o = out.to_str().unwrap();
-    let t = leadrouter(
+    let t = cli(
         &[
             "train",
             "--from-outcomes",
@@ -365,7 +356,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     // gate scores the same recorded outcomes and must reach the same verdict on the same
     // figures (the issue-13 runbook: compare refused, promote accepted).
     assert_eq!(cand.training.fit_leads.len(), 1600);
-    let cmp = leadrouter(
+    let cmp = cli(
         &[
             "compare",
             "--candidate",
@@ -389,7 +380,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     assert!(summary.starts_with("REFUSED"), "{summary}");
     eprintln!("compare: {summary}");
     let server = format!("http://{}", p.addr);
-    let promote = leadrouter(&["promote", "--server", &server, "--model", o], &[]);
+    let promote = cli(&["promote", "--server", &server, "--model", o], &[]);
     assert!(!promote.status.success());
     let err = String::from_utf8_lossy(&promote.stderr);
     let refusals: Vec<&str> = j["refusals"]
@@ -408,7 +399,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
         "the live model keeps serving"
     );
     // ... and ops can still force it.
-    let forced = leadrouter(
+    let forced = cli(
         &["promote", "--server", &server, "--model", o, "--force"],
         &[],
     );
@@ -447,7 +438,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     assert_eq!(d.score.unwrap().model_version, cand.model_version);
     assert!(d.routing.is_some());
     // Roll back: the old file, forced if the gate calls it worse.
-    let back = leadrouter(
+    let back = cli(
         &[
             "promote",
             "--server",

@@ -58,15 +58,15 @@ async fn a_promotion_reaches_every_replica_and_survives_a_restart() {
     );
 
     // Roll back through the restarted replica: both go back to the original, no file given.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args([
+    let out = cli(
+        &[
             "promote",
             "--server",
             &format!("http://{}", b.addr),
             "--rollback",
-        ])
-        .output()
-        .unwrap();
+        ],
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -81,15 +81,15 @@ async fn a_promotion_reaches_every_replica_and_survives_a_restart() {
     assert_eq!(b.model_version().await, original);
     serves(&a, &original).await;
     // Nothing before the original is kept: a second rollback is refused and changes nothing.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args([
+    let again = cli(
+        &[
             "promote",
             "--server",
             &format!("http://{}", a.addr),
             "--rollback",
-        ])
-        .output()
-        .unwrap();
+        ],
+        &[],
+    );
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("no earlier model"),

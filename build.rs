@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/leadrouter/v1/routing.proto",
         "proto/leadrouter/v1/reps.proto",
         "proto/leadrouter/v1/models.proto",
+        "proto/leadrouter/v1/reports.proto",
     ];
     // tonic-prost-build 0.14 prints no rerun-if-changed lines, so say them ourselves.
     println!("cargo:rerun-if-changed=build.rs");

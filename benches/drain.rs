@@ -37,6 +37,7 @@ fn request(reps: &[Rep], id: &str, p: f64, skill: &str) -> ClaimRequest {
             segment: "qualified".into(),
             model_version: "bench".into(),
             terms: Default::default(),
+            expected_value: 0.0,
         },
         now: now(),
     }
@@ -161,6 +162,7 @@ fn main() {
                 prefix: "drainbench".into(),
                 tls_ca_file: None,
                 retention: Default::default(),
+                zone: jiff::tz::TimeZone::UTC,
             };
             let redis = RedisStore::open(config).await.unwrap() as Arc<dyn Store>;
             run("redis", redis, queued).await;

@@ -52,7 +52,8 @@ impl App {
 
     /// Opens the store, seeds reps, loads the model and binds the socket.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<App> {
-        let store = crate::store::open(&settings.store, settings.events.retention())
+        let zone = settings.report.zone().map_err(anyhow::Error::msg)?;
+        let store = crate::store::open(&settings.store, settings.events.retention(), zone.clone())
             .await
             .map_err(anyhow::Error::msg)?;
         let model_path =
@@ -80,6 +81,14 @@ impl App {
                 min_positives: settings.model.gate_min_positives,
             },
             sla: settings.sla.clone(),
+            report: crate::engine::ReportPolicy {
+                zone,
+                value_attribute: settings.report.value_attribute.clone(),
+                currency: settings.report.currency.clone(),
+                stale_queue_ms: i64::try_from(settings.report.stale_queue_s)
+                    .unwrap_or(i64::MAX / 2_000)
+                    .saturating_mul(1000),
+            },
         }));
         if !settings.reps.file.is_empty() {
             let reps = read_reps(Path::new(&settings.reps.file))?;

@@ -3,8 +3,8 @@
 //! Clients send `authorization: Bearer <token>`. The keys file (`auth.keys_file`) holds, per
 //! key, an id, a role and the hex SHA-256 of the token: the token itself is never stored. A
 //! request's token is hashed and compared with every key in constant time. Roles:
-//! `marketing` (LeadService), `crm` (RoutingService, reading reps), `ops` (ModelService,
-//! RepService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
+//! `marketing` (LeadService), `crm` (RoutingService, reading reps and reports), `ops`
+//! (ModelService, RepService, ReportService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
 //! off, answer without a key. The file is re-read when it changes. The caller is put in the
 //! request's extensions for the audit trail (`grpc/audit.rs`).
 mod keys;
@@ -70,6 +70,8 @@ fn needs(path: &str, open_reflection: bool) -> Option<&'static [Role]> {
             Some(&[Crm, Ops, Admin])
         }
         "leadrouter.v1.RepService" | "leadrouter.v1.ModelService" => Some(&[Ops, Admin]),
+        "leadrouter.v1.ReportService" if method.starts_with("Get") => Some(&[Crm, Ops, Admin]),
+        "leadrouter.v1.ReportService" => Some(&[Ops, Admin]),
         _ => Some(&[Marketing, Crm, Ops, Admin]),
     }
 }

@@ -10,6 +10,7 @@ use crate::domain::features::FeatureSpec;
 use crate::training::{self, EvalRows, TrainOptions};
 
 pub mod ops;
+pub mod report;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +39,13 @@ pub enum Command {
     Promote(ops::PromoteArgs),
     /// Print a running server's drift report (PSI per feature and of the score).
     ModelHealth(ops::HealthArgs),
+    /// Print a report from a running server: performance, forecast, funnel, targets or
+    /// calibration, as a table, CSV or JSON.
+    Report(report::ReportArgs),
+    /// Set (or with --value 0 remove) a target on a running server.
+    SetTarget(report::SetTargetArgs),
+    /// Write a CRM's past assignments and outcomes (CSV) into a running server's store.
+    ImportHistory(report::ImportArgs),
     /// Drive a running server with load and print rps and latency percentiles as JSON.
     Bench(crate::loadgen::BenchArgs),
     /// API keys: `keys new --role crm` prints a token and the line for auth.keys_file.
@@ -349,7 +357,8 @@ async fn export_to(
              --server http://HOST:PORT, or point LEADROUTER__STORE__URL at the shared store"
         );
     }
-    let store = crate::store::open(&settings.store, settings.events.retention())
+    let zone = settings.report.zone().map_err(anyhow::Error::msg)?;
+    let store = crate::store::open(&settings.store, settings.events.retention(), zone)
         .await
         .map_err(anyhow::Error::msg)?;
     let records = store.outcomes().await?;
@@ -370,6 +379,9 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Compare(a) => tokio::task::spawn_blocking(move || ops::compare(a)).await?,
         Command::Promote(a) => ops::promote(a).await,
         Command::ModelHealth(a) => ops::model_health(a).await,
+        Command::Report(a) => report::report(a).await,
+        Command::SetTarget(a) => report::set_target(a).await,
+        Command::ImportHistory(a) => report::import_history(a).await,
         Command::Bench(a) if a.write_body.is_some() => {
             let path = a.write_body.clone().unwrap_or_default();
             crate::loadgen::write_body(&a, &path)

@@ -24,6 +24,30 @@ pub struct Settings {
     pub events: EventSettings,
     pub auth: AuthSettings,
     pub drift: DriftSettings,
+    pub report: ReportSettings,
+}
+
+/// `[report]`: how reports count.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportSettings {
+    /// IANA zone of report days and periods.
+    pub timezone: String,
+    /// The lead attribute holding its expected deal value.
+    pub value_attribute: String,
+    pub currency: String,
+    /// Queued longer than this counts as a leak in the funnel.
+    pub stale_queue_s: u64,
+}
+
+impl ReportSettings {
+    pub fn zone(&self) -> Result<jiff::tz::TimeZone, String> {
+        jiff::tz::TimeZone::get(self.timezone.trim()).map_err(|e| {
+            format!(
+                "report.timezone: {:?} is not a time zone ({e})",
+                self.timezone
+            )
+        })
+    }
 }
 
 /// `[drift]`: when live feature distributions may raise an alert.

@@ -26,7 +26,9 @@ use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
 mod after;
 mod models;
 mod registry;
+mod report;
 pub use models::{Evidence, ModelSource, NamedRows, read_artifact};
+pub use report::{HistoryRow, ReportPolicy, ReportQuery, rep_id_of};
 
 /// Where "now" comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -141,6 +143,8 @@ pub struct EngineParts {
     pub model_dir: Option<crate::model_dir::ModelDir>,
     /// First-touch SLA per segment.
     pub sla: SlaPolicy,
+    /// `[report]`: zone, value attribute, currency.
+    pub report: ReportPolicy,
 }
 
 pub struct Engine {
@@ -295,6 +299,7 @@ impl Engine {
         let reps = self.parts.store.reps().await?;
         let (decision, p) = self.prepare(lead, decision, &reps, self.now())?;
         if !self.claims(&p).await? {
+            self.note_unroutable(&p).await;
             return Ok(unroutable(decision, p));
         }
         let claim = self.parts.store.claim(p.req.clone()).await?;
@@ -350,7 +355,10 @@ impl Engine {
                         pending.push((i, decision, p));
                         out.push(None);
                     }
-                    Ok(false) => out.push(Some(Ok(unroutable(decision, p)))),
+                    Ok(false) => {
+                        self.note_unroutable(&p).await;
+                        out.push(Some(Ok(unroutable(decision, p))))
+                    }
                     Err(e) => out.push(Some(Err(e))),
                 },
                 Err(e) => out.push(Some(Err(e))),
@@ -363,6 +371,19 @@ impl Engine {
         out.into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::Internal("lost a batch result".into()))))
             .collect()
+    }
+
+    /// Counts an unroutable lead in the funnel. Best effort: the lead's answer does not
+    /// depend on the count.
+    async fn note_unroutable(&self, p: &Prepared) {
+        let ctx = &p.req.context;
+        let r = self
+            .parts
+            .store
+            .note_unroutable(&ctx.needs.pool, &ctx.segment, p.req.now);
+        if let Err(e) = r.await {
+            tracing::warn!(error = %e, "could not count an unroutable lead");
+        }
     }
 
     /// Whether a prepared lead goes to the store: always when some rep could take it or
@@ -433,7 +454,10 @@ impl Engine {
             probability: decision.score.probability,
             segment: decision.segment.segment.clone(),
             model_version: decision.score.model_version.clone(),
+            expected_value: 0.0,
         };
+        let mut context = context;
+        context.expected_value = self.expected_value(&context.lead);
         let req = ClaimRequest {
             context,
             candidates: ranking.candidates,
@@ -460,9 +484,24 @@ impl Engine {
             .ok_or_else(|| Error::not_found("lead", lead_id))
     }
 
-    pub async fn close(&self, lead_id: &str, outcome: Outcome) -> Result<Closed> {
+    /// Closes with the deal's value, if given (finite, >= 0).
+    pub async fn close(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        value: Option<f64>,
+    ) -> Result<Closed> {
         validate_id("lead_id", lead_id)?;
-        self.parts.store.close(lead_id, outcome, self.now()).await
+        if let Some(v) = value
+            && (!v.is_finite() || v < 0.0)
+        {
+            return Err(Error::invalid("value", "must be a finite number >= 0"));
+        }
+        let now = self.now();
+        self.parts
+            .store
+            .close_valued(lead_id, outcome, value, now)
+            .await
     }
 
     /// Moves an open assignment to `target` (or the best other rep); nothing changes on error.

@@ -36,6 +36,18 @@ impl Error {
         }
     }
 
+    /// The same error with its field path under `prefix` (`rows[3]` + `lead.id` ->
+    /// `rows[3].lead.id`); other kinds unchanged.
+    pub fn within(self, prefix: &str) -> Error {
+        match self {
+            Error::InvalidArgument { field, reason } => Error::InvalidArgument {
+                field: format!("{prefix}.{field}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     pub fn not_found(what: &'static str, id: impl Into<String>) -> Error {
         Error::NotFound {
             what,

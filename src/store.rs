@@ -16,6 +16,7 @@ use crate::error::Result;
 
 pub mod contract;
 pub mod file;
+pub mod ledger;
 pub mod memory;
 pub mod redis;
 pub mod registry;
@@ -182,9 +183,19 @@ pub trait CapacityStore: Send + Sync {
     async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>>;
     /// The stored context of a lead (assigned, closed or queued).
     async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>>;
-    /// Releases the load (never below 0), records the outcome, then drains the pool's queue.
-    /// Closing a queued lead withdraws it from the queue.
-    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed>;
+    /// Releases the load (never below 0), records the outcome (and the deal's value, if
+    /// given), then drains the pool's queue. Closing a queued lead withdraws it from the queue.
+    async fn close_valued(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        value: Option<f64>,
+        now: Timestamp,
+    ) -> Result<Closed>;
+    /// `close_valued` without a value.
+    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
+        self.close_valued(lead_id, outcome, None, now).await
+    }
     /// Moves an open assignment held by `from_rep` to the best of `candidates` with room, in
     /// one step; changes nothing when none has room.
     async fn reassign(
@@ -256,20 +267,25 @@ pub trait RepDirectory: Send + Sync {
 }
 
 /// A complete backend.
-pub trait Store: CapacityStore + RepDirectory + registry::ModelRegistry {}
-impl<T: CapacityStore + RepDirectory + registry::ModelRegistry> Store for T {}
+pub trait Store:
+    CapacityStore + RepDirectory + registry::ModelRegistry + ledger::ReportLedger
+{
+}
+impl<T: CapacityStore + RepDirectory + registry::ModelRegistry + ledger::ReportLedger> Store for T {}
 
 /// Opens the store the settings name: `memory://`, or Redis (`redis://`, `redis+unix://`,
 /// `unix://`; with `store.cluster`, a comma-separated list of seed nodes).
 pub async fn open(
     settings: &crate::config::StoreSettings,
     retention: Retention,
+    zone: jiff::tz::TimeZone,
 ) -> Result<Arc<dyn Store>, String> {
     let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(
             memory::MemoryStore::with_limits(settings.memory_max_leads, settings.memory_max_bytes)
-                .retain(retention),
+                .retain(retention)
+                .report_zone(zone),
         )),
         Some("redis" | "redis+unix" | "unix" | "rediss") => {
             let config = redis::RedisConfig {
@@ -284,6 +300,7 @@ pub async fn open(
                     .filter(|f| !f.is_empty())
                     .map(Into::into),
                 retention,
+                zone,
             };
             Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
         }
@@ -298,7 +315,8 @@ pub async fn open(
                 settings.memory_max_leads,
                 settings.memory_max_bytes,
             )
-            .retain(retention);
+            .retain(retention)
+            .report_zone(zone);
             Ok(Arc::new(
                 file::FileStore::open(std::path::Path::new(path), mem, settings.snapshot_every)
                     .await?,

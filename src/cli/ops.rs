@@ -160,7 +160,7 @@ async fn client(
 }
 
 /// A request carrying $LEADROUTER_TOKEN (when set) as `authorization: Bearer`.
-fn authed<T>(msg: T) -> anyhow::Result<tonic::Request<T>> {
+pub(crate) fn authed<T>(msg: T) -> anyhow::Result<tonic::Request<T>> {
     let mut req = tonic::Request::new(msg);
     if let Ok(token) = std::env::var("LEADROUTER_TOKEN") {
         let value = format!("Bearer {}", token.trim())

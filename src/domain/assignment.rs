@@ -56,6 +56,10 @@ pub struct Assignment {
     pub contacted_at_ms: Option<i64>,
     /// The first-touch SLA ran out before the lead was contacted.
     pub sla_breached: bool,
+    /// Imported history (`import-history`): held outside leadrouter's capacity accounting,
+    /// so it never counts against (or frees) a rep's load.
+    #[serde(default)]
+    pub imported: bool,
 }
 
 impl Assignment {
@@ -107,6 +111,9 @@ pub struct LeadContext {
     pub model_version: String,
     #[serde(default)]
     pub terms: Terms,
+    /// The deal's expected value (the lead's `report.value_attribute`), 0 without one.
+    #[serde(default)]
+    pub expected_value: f64,
 }
 
 impl LeadContext {
@@ -167,4 +174,25 @@ pub struct OutcomeRecord {
     pub rep_id: String,
     pub outcome: Outcome,
     pub closed_at_ms: i64,
+}
+
+/// A past lead from a CRM's history (`import-history`): who had it, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLead {
+    pub context: LeadContext,
+    pub rep_id: String,
+    /// None: never assigned (only submitted).
+    pub assigned_at_ms: Option<i64>,
+    /// The outcome and when; None while still open.
+    pub closed: Option<(Outcome, i64)>,
+    /// The deal's value (for a won lead).
+    pub value: Option<f64>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub imported: u64,
+    /// Already stored (an import is idempotent per lead id).
+    pub skipped: u64,
 }

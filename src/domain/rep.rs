@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use jiff::{Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 
-mod calendar;
+pub mod calendar;
 pub use calendar::{
     Availability, Calendar, PERIODS, Period, Periods, ZoneCache, day_number, parse_date, parse_day,
     parse_hhmm, periods_of,

@@ -12,6 +12,8 @@ use crate::error::Error;
 use crate::grpc::pb;
 use crate::store::{ListItem, Listed, RepStatus};
 
+pub mod report;
+
 pub fn lead(msg: Option<pb::Lead>) -> Result<Lead, Error> {
     let msg = msg.ok_or_else(|| Error::invalid("lead", "is required"))?;
     let max = crate::domain::lead::MAX_ATTRIBUTES;

@@ -230,7 +230,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let what = format!("lead {:?} outcome {}", msg.lead_id, msg.outcome);
         let result = async {
             let outcome = convert::outcome(msg.outcome)?;
-            let closed = self.engine.close(&msg.lead_id, outcome).await?;
+            let closed = self.engine.close(&msg.lead_id, outcome, msg.value).await?;
             Ok(Response::new(pb::CloseAssignmentResponse {
                 assignment: Some(convert::assignment(closed.assignment)),
                 drained: convert::assignments(closed.drained),

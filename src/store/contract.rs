@@ -76,6 +76,7 @@ pub fn context(id: &str, probability: f64) -> LeadContext {
         segment: "qualified".into(),
         model_version: "test".into(),
         terms: Terms::default(),
+        expected_value: 0.0,
     }
 }
 

@@ -20,11 +20,16 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::domain::assignment::{Assignment, LeadContext, LeadState, Outcome, OutcomeRecord};
+use crate::domain::assignment::{
+    Assignment, HistoryLead, Imported, LeadContext, LeadState, Outcome, OutcomeRecord,
+};
 use crate::domain::event::EventPage;
+use crate::domain::ledger::LedgerCell;
 use crate::domain::rep::Rep;
 use crate::domain::routing::Candidate;
+use crate::domain::target::Target;
 use crate::error::{Error, Result};
+use crate::store::ledger::ReportLedger;
 use crate::store::memory::MemoryStore;
 
 mod journal;
@@ -336,10 +341,17 @@ impl CapacityStore for FileStore {
         self.mem.context(lead_id).await
     }
 
-    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
+    async fn close_valued(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        value: Option<f64>,
+        now: Timestamp,
+    ) -> Result<Closed> {
         let op = Op::Close {
             lead: lead_id.into(),
             outcome,
+            value,
             now: ms(now),
         };
         self.run(op, settled(lead_id), pick!(Closed)).await
@@ -484,5 +496,38 @@ impl RepDirectory for FileStore {
             now: ms(now),
         };
         self.run(op, |m| !m.has_rep(rep_id), pick!(Rep)).await
+    }
+}
+
+#[async_trait]
+impl ReportLedger for FileStore {
+    async fn ledger(&self, pool: Option<&str>, from: i32, to: i32) -> Result<Vec<LedgerCell>> {
+        self.mem.ledger(pool, from, to).await
+    }
+
+    async fn note_unroutable(&self, pool: &str, segment: &str, now: Timestamp) -> Result<()> {
+        let op = Op::Unroutable {
+            pool: pool.into(),
+            segment: segment.into(),
+            now: ms(now),
+        };
+        self.run(op, |_| false, pick!(Unit)).await
+    }
+
+    async fn import_history(&self, leads: Vec<HistoryLead>) -> Result<Imported> {
+        self.run(Op::Import { leads }, |_| false, pick!(Imported))
+            .await
+    }
+
+    async fn set_target(&self, target: Target) -> Result<()> {
+        let op = Op::SetTarget {
+            key: target.key(),
+            value: target.value,
+        };
+        self.run(op, |_| false, pick!(Unit)).await
+    }
+
+    async fn targets(&self) -> Result<Vec<Target>> {
+        self.mem.targets().await
     }
 }

@@ -17,11 +17,14 @@ use crate::store::{
     Released, RepDirectory, RepStatus, millis,
 };
 
+mod ledger;
 mod log;
 mod offers;
 mod persist;
 mod queue;
+mod report;
 mod state;
+use ledger::Move;
 use state::{LeadEntry, RepEntry, State, booked_kind, queue_key};
 
 pub struct MemoryStore {
@@ -61,6 +64,12 @@ impl MemoryStore {
         }
     }
 
+    /// Counts report days in `zone`.
+    pub fn report_zone(self, zone: jiff::tz::TimeZone) -> MemoryStore {
+        self.lock().ledger.zone = Some(zone);
+        self
+    }
+
     /// Keeps events per pool as `retention` says.
     pub fn retain(self, retention: Retention) -> MemoryStore {
         self.lock().retention = retention;
@@ -69,19 +78,37 @@ impl MemoryStore {
 
     /// The common end of every close, under the lock: frees the rep, records the outcome and
     /// the CLOSED event, and keeps the lead as closed.
+    #[allow(clippy::too_many_arguments)]
     fn seal(
         &self,
         s: &mut State,
         assignment: Assignment,
         ctx: LeadContext,
         outcome: Outcome,
+        value: Option<f64>,
+        held_since: i64,
         now: Timestamp,
     ) -> Assignment {
         let lead_id = assignment.lead_id.clone();
         if !assignment.rep_id.is_empty() {
             s.unhold(&assignment);
-            s.release(&assignment.rep_id);
+            if !assignment.imported {
+                s.release(&assignment.rep_id);
+            }
         }
+        let mv = Move {
+            value,
+            ..Move::from(&assignment.rep_id, held_since)
+        };
+        s.ledger.record(
+            EventKind::Closed,
+            &ctx,
+            None,
+            &assignment.rep_id,
+            Some(outcome.as_str()),
+            mv,
+            millis(now),
+        );
         s.offers.remove(&lead_id);
         let mut closed = assignment;
         closed.state = AssignmentState::Closed(outcome);
@@ -158,6 +185,17 @@ impl CapacityStore for MemoryStore {
         let claim = match assigned {
             Some(a) => {
                 s.emit(&a, booked_kind(&a), &a.rep_id, "", req.now);
+                let kind = booked_kind(&a);
+                let at = millis(req.now);
+                s.ledger.record(
+                    kind,
+                    &req.context,
+                    Some(&a),
+                    &a.rep_id,
+                    None,
+                    Move::new_lead(),
+                    at,
+                );
                 s.leads
                     .insert(id, LeadEntry::Assigned(a.clone(), req.context));
                 Claim::Assigned {
@@ -171,6 +209,16 @@ impl CapacityStore for MemoryStore {
                 let key = queue_key(req.context.probability, s.seq, &id);
                 let position = s.enqueue(&req.context, key.clone(), millis(req.now));
                 s.push_event(queued_event(&req.context, req.now));
+                let at = millis(req.now);
+                s.ledger.record(
+                    EventKind::Queued,
+                    &req.context,
+                    None,
+                    "",
+                    None,
+                    Move::new_lead(),
+                    at,
+                );
                 s.leads.insert(id, LeadEntry::Queued(key, req.context));
                 Claim::Queued {
                     position,
@@ -202,9 +250,15 @@ impl CapacityStore for MemoryStore {
         }))
     }
 
-    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
+    async fn close_valued(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        value: Option<f64>,
+        now: Timestamp,
+    ) -> Result<Closed> {
         let mut s = self.lock();
-        let (assignment, ctx) = match s.leads.get(lead_id) {
+        let assignment = match s.leads.get(lead_id) {
             None => return Err(Error::not_found("lead", lead_id)),
             Some(LeadEntry::Assigned(a, ctx)) => match a.state {
                 AssignmentState::Closed(o) if o == outcome => {
@@ -219,10 +273,13 @@ impl CapacityStore for MemoryStore {
                         o.as_str()
                     )));
                 }
-                AssignmentState::Open | AssignmentState::Offered => (a.clone(), ctx.clone()),
+                AssignmentState::Open | AssignmentState::Offered => {
+                    (a.clone(), ctx.clone(), a.assigned_at_ms)
+                }
             },
             Some(LeadEntry::Queued(key, ctx)) => {
                 let (key, ctx) = (key.clone(), ctx.clone());
+                let since = s.queued_at.get(lead_id).copied().unwrap_or(millis(now));
                 s.dequeue(&ctx, &key);
                 let a = Assignment {
                     lead_id: lead_id.to_string(),
@@ -232,10 +289,11 @@ impl CapacityStore for MemoryStore {
                     assigned_at_ms: millis(now),
                     ..Assignment::default()
                 };
-                (a, ctx)
+                (a, ctx, since)
             }
         };
-        let closed = self.seal(&mut s, assignment, ctx, outcome, now);
+        let (assignment, ctx, since) = (assignment.0, assignment.1, assignment.2);
+        let closed = self.seal(&mut s, assignment, ctx, outcome, value, since, now);
         drop(s);
         let drained = self.drain_pool(&closed.pool, now);
         Ok(Closed {
@@ -281,6 +339,17 @@ impl CapacityStore for MemoryStore {
         s.release(from_rep);
         assignment.sla_breached = previous.sla_breached;
         s.emit(&assignment, EventKind::Reassigned, from_rep, "", now);
+        let mv = Move::from(from_rep, previous.assigned_at_ms);
+        let kind = EventKind::Reassigned;
+        s.ledger.record(
+            kind,
+            &ctx,
+            Some(&assignment),
+            from_rep,
+            None,
+            mv,
+            millis(now),
+        );
         s.leads.insert(
             lead_id.to_string(),
             LeadEntry::Assigned(assignment.clone(), ctx),
@@ -359,7 +428,7 @@ impl CapacityStore for MemoryStore {
             assigned_at_ms: since,
             ..Assignment::default()
         };
-        let closed = self.seal(&mut s, a, ctx, Outcome::Expired, now);
+        let closed = self.seal(&mut s, a, ctx, Outcome::Expired, None, since, now);
         drop(s);
         self.tick();
         Ok(Some(closed))

@@ -81,6 +81,8 @@ pub struct RedisConfig {
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// How long each pool's event stream keeps events.
     pub retention: Retention,
+    /// The report time zone (report days).
+    pub zone: jiff::tz::TimeZone,
 }
 
 pub struct RedisStore {
@@ -435,7 +437,13 @@ impl CapacityStore for RedisStore {
         .transpose()
     }
 
-    async fn close(&self, lead_id: &str, outcome: Outcome, now: Timestamp) -> Result<Closed> {
+    async fn close_valued(
+        &self,
+        lead_id: &str,
+        outcome: Outcome,
+        _value: Option<f64>,
+        now: Timestamp,
+    ) -> Result<Closed> {
         let (pool, r) = self.run_close(lead_id, outcome, now, "").await?;
         match CloseReply::decode(r) {
             CloseReply::Missing => Err(Error::not_found("lead", lead_id)),
@@ -588,5 +596,32 @@ impl CapacityStore for RedisStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::store::ledger::ReportLedger for RedisStore {
+    async fn ledger(
+        &self,
+        _pool: Option<&str>,
+        _from: i32,
+        _to: i32,
+    ) -> Result<Vec<crate::domain::ledger::LedgerCell>> {
+        Err(Error::Unavailable("reports: not yet on Redis".into()))
+    }
+    async fn note_unroutable(&self, _pool: &str, _segment: &str, _now: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    async fn import_history(
+        &self,
+        _leads: Vec<crate::domain::assignment::HistoryLead>,
+    ) -> Result<crate::domain::assignment::Imported> {
+        Err(Error::Unavailable("reports: not yet on Redis".into()))
+    }
+    async fn set_target(&self, _t: crate::domain::target::Target) -> Result<()> {
+        Err(Error::Unavailable("reports: not yet on Redis".into()))
+    }
+    async fn targets(&self) -> Result<Vec<crate::domain::target::Target>> {
+        Ok(vec![])
     }
 }

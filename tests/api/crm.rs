@@ -297,6 +297,7 @@ async fn a_queued_lead_expires_after_the_queue_ttl() {
         .close_assignment(pb::CloseAssignmentRequest {
             lead_id: "waits".into(),
             outcome: pb::Outcome::Expired as i32,
+            value: None,
         })
         .await
         .unwrap_err();
@@ -328,6 +329,7 @@ async fn a_watcher_resumes_without_gaps_and_old_cursors_are_out_of_range() {
     rc.close_assignment(pb::CloseAssignmentRequest {
         lead_id: "a".into(),
         outcome: pb::Outcome::Won.into(),
+        value: None,
     })
     .await
     .unwrap();

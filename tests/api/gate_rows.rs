@@ -57,6 +57,7 @@ pub async fn record_outcomes(app: &impl Clients, prefix: &str, n: usize) {
             .close_assignment(pb::CloseAssignmentRequest {
                 lead_id: id,
                 outcome: outcome.into(),
+                value: None,
             })
             .await
             .unwrap();

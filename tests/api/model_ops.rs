@@ -327,6 +327,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
         r.close_assignment(pb::CloseAssignmentRequest {
             lead_id: id,
             outcome: outcome.into(),
+            value: None,
         })
         .await
         .unwrap();

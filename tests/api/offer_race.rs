@@ -94,6 +94,7 @@ async fn work(p: &Process, i: usize) {
                     rc.close_assignment(pb::CloseAssignmentRequest {
                         lead_id: id,
                         outcome: pb::Outcome::Won.into(),
+                        value: None,
                     })
                     .await,
                 );

@@ -138,6 +138,7 @@ async fn on_redis_traffic_registers_no_pool_and_a_lost_one_heals() {
         .close_assignment(pb::CloseAssignmentRequest {
             lead_id: "e1".into(),
             outcome: pb::Outcome::Won as i32,
+            value: None,
         })
         .await
         .unwrap();

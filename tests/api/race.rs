@@ -197,6 +197,7 @@ async fn race_suite(url: String, cluster: bool) {
                     let req = pb::CloseAssignmentRequest {
                         lead_id: to_close[k].clone(),
                         outcome: outcome.into(),
+                        value: None,
                     };
                     procs[c % 2].routing().close_assignment(req).await.unwrap();
                 } else if k < to_close.len() + 500 {

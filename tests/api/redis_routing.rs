@@ -333,6 +333,7 @@ async fn closed_outcomes_export_as_a_training_csv() {
         let req = pb::CloseAssignmentRequest {
             lead_id: id.into(),
             outcome: outcome.into(),
+            value: None,
         };
         app.routing().close_assignment(req).await.unwrap();
     }
@@ -402,6 +403,7 @@ async fn redis_auth_is_used_from_the_url() {
         prefix: "lr".into(),
         tls_ca_file: None,
         retention: Default::default(),
+        zone: jiff::tz::TimeZone::UTC,
     };
     let err = leadrouter::store::redis::RedisStore::open(config)
         .await

@@ -197,6 +197,7 @@ async fn a_rep_with_open_leads_cannot_be_deleted() {
         .close_assignment(pb::CloseAssignmentRequest {
             lead_id: "l".into(),
             outcome: pb::Outcome::Won.into(),
+            value: None,
         })
         .await
         .unwrap();

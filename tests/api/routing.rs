@@ -12,6 +12,7 @@ async fn close(
         .close_assignment(pb::CloseAssignmentRequest {
             lead_id: id.into(),
             outcome: outcome.into(),
+            value: None,
         })
         .await
         .map(|r| r.into_inner())
@@ -120,6 +121,7 @@ async fn close_errors_are_specific() {
         .close_assignment(pb::CloseAssignmentRequest {
             lead_id: "l".into(),
             outcome: 42,
+            value: None,
         })
         .await
         .unwrap_err();

@@ -13,6 +13,7 @@ pub async fn redis_store(urls: String, cluster: bool) -> Arc<dyn Store> {
         prefix: "lr".into(),
         tls_ca_file: None,
         retention: Default::default(),
+        zone: jiff::tz::TimeZone::UTC,
     };
     RedisStore::open(config).await.expect("store opens") as Arc<dyn Store>
 }
@@ -103,6 +104,7 @@ mod retention {
             prefix: "lr".into(),
             tls_ca_file: None,
             retention: KEEP,
+            zone: jiff::tz::TimeZone::UTC,
         };
         RedisStore::open(config).await.unwrap() as Arc<dyn Store>
     }

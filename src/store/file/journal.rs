@@ -3,10 +3,12 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::assignment::{Assignment, LeadContext, Outcome};
+use crate::domain::assignment::{Assignment, HistoryLead, Imported, LeadContext, Outcome};
 use crate::domain::rep::{Periods, Rep};
 use crate::domain::routing::Candidate;
+use crate::domain::target::Target;
 use crate::error::{Error, Result};
+use crate::store::ledger::ReportLedger;
 use crate::store::memory::MemoryStore;
 use crate::store::{
     CapacityStore, Claim, ClaimRequest, Closed, Reassigned, Release, Released, RepDirectory,
@@ -24,6 +26,8 @@ pub(super) enum Op {
     Close {
         lead: String,
         outcome: Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
         now: i64,
     },
     Reassign {
@@ -72,6 +76,19 @@ pub(super) enum Op {
         rep: String,
         active: bool,
         now: i64,
+    },
+    Import {
+        leads: Vec<HistoryLead>,
+    },
+    Unroutable {
+        pool: String,
+        segment: String,
+        now: i64,
+    },
+    /// A target as its key and value.
+    SetTarget {
+        key: String,
+        value: f64,
     },
 }
 
@@ -140,6 +157,7 @@ pub(super) enum Answer {
     Released(Released),
     Maybe(Option<Assignment>),
     Rep((RepStatus, Vec<Assignment>)),
+    Imported(Imported),
     Unit(()),
 }
 
@@ -157,9 +175,12 @@ pub(super) async fn apply(mem: &MemoryStore, op: Op) -> Result<Answer> {
             })
             .await?,
         ),
-        Op::Close { lead, outcome, now } => {
-            Answer::Closed(mem.close(&lead, outcome, ts(now)).await?)
-        }
+        Op::Close {
+            lead,
+            outcome,
+            value,
+            now,
+        } => Answer::Closed(mem.close_valued(&lead, outcome, value, ts(now)).await?),
         Op::Reassign {
             lead,
             from,
@@ -197,6 +218,17 @@ pub(super) async fn apply(mem: &MemoryStore, op: Op) -> Result<Answer> {
         }
         Op::SetActive { rep, active, now } => {
             Answer::Rep(mem.set_active(&rep, active, ts(now)).await?)
+        }
+        Op::Import { leads } => Answer::Imported(mem.import_history(leads).await?),
+        Op::Unroutable { pool, segment, now } => {
+            mem.note_unroutable(&pool, &segment, ts(now)).await?;
+            Answer::Unit(())
+        }
+        Op::SetTarget { key, value } => {
+            let target = Target::from_key(&key, value)
+                .ok_or_else(|| Error::Internal(format!("journal: bad target key {key:?}")))?;
+            mem.set_target(target).await?;
+            Answer::Unit(())
         }
     })
 }

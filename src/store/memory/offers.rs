@@ -7,6 +7,7 @@ use crate::domain::event::{Event, EventKind};
 use crate::error::{Error, Result};
 use crate::store::{Due, DueKind, ListItem, ListPage, ListQuery, Listed, Release, millis};
 
+use super::ledger::Move;
 use super::state::{LeadEntry, State, queue_key};
 
 impl State {
@@ -59,6 +60,15 @@ impl State {
         a.deadline_ms = (ctx.terms.sla_ms > 0).then(|| at + ctx.terms.sla_ms);
         self.hold(&a);
         self.emit(&a, EventKind::Accepted, rep_id, "", now);
+        self.ledger.record(
+            EventKind::Accepted,
+            &ctx,
+            Some(&a),
+            rep_id,
+            None,
+            Move::none(),
+            at,
+        );
         self.put(&a, ctx);
         Ok(a)
     }
@@ -100,6 +110,9 @@ impl State {
             reason.push_str(if reason.is_empty() { "" } else { "; " });
             reason.push_str("max_offers reached: back in the queue with a clean slate");
         }
+        let mv = Move::from(&a.rep_id, a.assigned_at_ms);
+        self.ledger
+            .record(kind, &ctx, None, &a.rep_id, None, mv, at);
         self.seq += 1;
         let key = queue_key(ctx.probability, self.seq, lead_id);
         self.enqueue(&ctx, key.clone(), at);
@@ -140,6 +153,16 @@ impl State {
         a.contacted_at_ms = Some(millis(now));
         let rep = a.rep_id.clone();
         self.emit(&a, EventKind::Contacted, &rep, "", now);
+        let at = millis(now);
+        self.ledger.record(
+            EventKind::Contacted,
+            &ctx,
+            Some(&a),
+            &rep,
+            None,
+            Move::none(),
+            at,
+        );
         self.put(&a, ctx);
         Ok(a)
     }
@@ -165,6 +188,15 @@ impl State {
             ctx.terms.sla_ms as f64 / 1000.0
         );
         self.emit(&a, EventKind::SlaBreached, &rep, &reason, now);
+        self.ledger.record(
+            EventKind::SlaBreached,
+            &ctx,
+            Some(&a),
+            &rep,
+            None,
+            Move::none(),
+            at,
+        );
         self.put(&a, ctx);
         Some(a)
     }

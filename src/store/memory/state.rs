@@ -14,6 +14,7 @@ use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::{Error, Result};
 use crate::store::{RepStatus, millis};
 
+use super::ledger::{Ledger, Move};
 use super::log::EventLog;
 use super::queue::PoolQueue;
 
@@ -107,6 +108,9 @@ pub(super) struct State {
     pub(super) retention: Retention,
     /// `approx_bytes` of every stored lead's context and every kept outcome's.
     pub(super) bytes: usize,
+    /// Report counters and targets.
+    #[serde(default)]
+    pub(super) ledger: Ledger,
 }
 
 pub(super) fn queue_key(probability: f64, seq: u64, lead_id: &str) -> QueueKey {
@@ -297,8 +301,23 @@ impl State {
             let ranking =
                 routing::rank_after_offers(&reps, &ctx.needs, now, &self.excluded(&key.2));
             if let (Some(a), _) = self.book(&ctx, ranking.candidates, now, true) {
+                let since = self
+                    .queued_at
+                    .get(&key.2)
+                    .copied()
+                    .unwrap_or(a.assigned_at_ms);
                 self.dequeue(&ctx, &key);
                 self.emit(&a, booked_kind(&a), &a.rep_id, "a rep had room", now);
+                let kind = booked_kind(&a);
+                self.ledger.record(
+                    kind,
+                    &ctx,
+                    Some(&a),
+                    &a.rep_id,
+                    None,
+                    Move::from("", since),
+                    a.assigned_at_ms,
+                );
                 self.leads
                     .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
                 return Some(a);

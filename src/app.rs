@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
-use crate::domain::rep::Rep;
 use crate::engine::{Clock, Engine, EngineParts};
 use crate::grpc;
 
@@ -23,27 +22,7 @@ pub struct App {
     tls: Option<Arc<crate::tls::Tls>>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepFile {
-    #[serde(default, rename = "rep")]
-    reps: Vec<Rep>,
-}
-
-/// Reads a reps file (`[[rep]]` tables) and validates every entry.
-pub fn read_reps(path: &Path) -> anyhow::Result<Vec<Rep>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read reps file {}", path.display()))?;
-    let file: RepFile =
-        toml::from_str(&text).with_context(|| format!("bad reps file {}", path.display()))?;
-    file.reps
-        .into_iter()
-        .map(|r| {
-            r.validate()
-                .with_context(|| format!("bad rep in {}", path.display()))
-        })
-        .collect()
-}
+pub use crate::team::{read_reps, read_team};
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
@@ -91,8 +70,11 @@ impl App {
             },
         }));
         if !settings.reps.file.is_empty() {
-            let reps = read_reps(Path::new(&settings.reps.file))?;
+            let (reps, targets) = read_team(Path::new(&settings.reps.file))?;
             let n = reps.len();
+            for t in targets {
+                engine.set_target(t).await?;
+            }
             let mut changed = 0;
             for rep in reps {
                 // A restart against a shared store usually finds every rep as the file says;

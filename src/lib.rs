@@ -26,6 +26,7 @@ pub mod model_dir;
 pub mod outcomes;
 pub mod scheduler;
 pub mod store;
+pub mod team;
 pub mod telemetry;
 pub mod tls;
 pub mod training;

@@ -367,9 +367,11 @@ fn funnel(by: &str, r: pb::FunnelRow) -> Row {
         (by.to_string(), json!(r.group)),
         ("period".into(), json!(r.period)),
     ];
-    for s in r.steps {
-        if let Some(d) = s.drop_off {
-            row.push((format!("{}_drop_off", s.name), num(d)));
+    for (i, s) in r.steps.into_iter().enumerate() {
+        // Every row has the same columns (CSV): the first step has no drop-off, the others
+        // show none when the step before had no leads.
+        if (1..5).contains(&i) {
+            row.push((format!("{}_drop_off", s.name), opt(s.drop_off)));
         }
         row.push((s.name, num(s.count)));
     }

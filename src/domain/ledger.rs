@@ -141,10 +141,65 @@ pub struct Tick {
     pub at_ms: i64,
 }
 
-/// One counter change: metric of (day, rep, segment) += delta.
+/// Where a counter lives: a report day, a calendar month (year * 12 + month - 1, so month and
+/// quarter reports read a few buckets instead of every day), or `Now` for the open leads'
+/// forecast figures, which have no date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Bucket {
+    Now,
+    Day(i32),
+    Month(i32),
+}
+
+impl Bucket {
+    /// Its name in Redis key names: "now", "d20784", "m24322".
+    pub fn key(self) -> String {
+        match self {
+            Bucket::Now => "now".into(),
+            Bucket::Day(d) => format!("d{d}"),
+            Bucket::Month(m) => format!("m{m}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s.split_at_checked(1)? {
+            ("d", d) => d.parse().ok().map(Bucket::Day),
+            ("m", m) => m.parse().ok().map(Bucket::Month),
+            _ => (s == "now").then_some(Bucket::Now),
+        }
+    }
+}
+
+/// The month index (year * 12 + month - 1) of a report day.
+pub fn month_of_day(day: i32) -> i32 {
+    let date = jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(i64::from(day)))
+        .unwrap_or(jiff::civil::date(1970, 1, 1));
+    i32::from(date.year()) * 12 + i32::from(date.month()) - 1
+}
+
+/// Which buckets a report reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Day,
+    Month,
+    Now,
+}
+
+impl Grain {
+    pub fn of(b: Bucket) -> Grain {
+        match b {
+            Bucket::Now => Grain::Now,
+            Bucket::Day(_) => Grain::Day,
+            Bucket::Month(_) => Grain::Month,
+        }
+    }
+}
+
+/// One counter change: metric of (bucket, rep, segment) += delta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
-    pub day: i32,
+    pub bucket: Bucket,
     pub rep: String,
     pub segment: String,
     pub metric: Metric,
@@ -180,26 +235,40 @@ impl Cell {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerCell {
     pub pool: String,
-    pub day: i32,
+    pub bucket: Bucket,
     pub rep: String,
     pub segment: String,
     pub cell: Cell,
 }
 
-/// The counter changes a tick makes; `day` maps an instant (ms) to its report day.
+/// The counter changes a tick makes; `day` maps an instant (ms) to its report day. Each dated
+/// change lands in its day's and its month's bucket; the open leads' forecast figures in
+/// `Now`. Zero changes are left out.
 pub fn tally(t: &Tick, day: impl Fn(i64) -> i32) -> Vec<Delta> {
-    let mut out = Vec::with_capacity(8);
+    let mut out = Vec::with_capacity(16);
     let today = day(t.at_ms);
+    let mut put = |bucket: Bucket, rep: &str, metric: Metric, delta: f64| {
+        if delta != 0.0 {
+            out.push(Delta {
+                bucket,
+                rep: rep.to_string(),
+                segment: t.segment.clone(),
+                metric,
+                delta,
+            })
+        }
+    };
     let mut add = |d: i32, rep: &str, metric: Metric, delta: f64| {
-        out.push(Delta {
-            day: d,
-            rep: rep.to_string(),
-            segment: t.segment.clone(),
-            metric,
-            delta,
-        })
+        if d == i32::MIN {
+            put(Bucket::Now, rep, metric, delta);
+        } else {
+            put(Bucket::Day(d), rep, metric, delta);
+            put(Bucket::Month(month_of_day(d)), rep, metric, delta);
+        }
     };
     let p = t.probability.clamp(0.0, 1.0);
+    // Open leads: the count by the day the holding began (performance's "open"), and the
+    // forecast's figures undated (`i32::MIN` stands for `Now`).
     let open = [
         (m::OPEN, 1.0),
         (m::OPEN_P, p),
@@ -207,14 +276,12 @@ pub fn tally(t: &Tick, day: impl Fn(i64) -> i32) -> Vec<Delta> {
         (m::OPEN_K3, p * (1.0 - p) * (1.0 - 2.0 * p)),
         (m::OPEN_EV, p * t.expected_value),
     ];
-    if let Some(h) = &t.before {
-        for (k, v) in open {
-            add(day(h.since_ms), &h.rep, k, -v);
-        }
-    }
-    if let Some(h) = &t.after {
-        for (k, v) in open {
-            add(day(h.since_ms), &h.rep, k, v);
+    for (h, sign) in [(&t.before, -1.0), (&t.after, 1.0)] {
+        if let Some(h) = h {
+            add(day(h.since_ms), &h.rep, m::OPEN, sign);
+            for (k, v) in open {
+                add(i32::MIN, &h.rep, k, sign * v);
+            }
         }
     }
     if t.new {
@@ -310,9 +377,10 @@ mod tests {
         ms.div_euclid(86_400_000) as i32
     }
 
+    /// Day buckets only (every dated change is also in its month's).
     fn sum(ds: &[Delta], metric: Metric) -> f64 {
         ds.iter()
-            .filter(|d| d.metric == metric)
+            .filter(|d| d.metric == metric && !matches!(d.bucket, Bucket::Month(_)))
             .map(|d| d.delta)
             .sum()
     }
@@ -347,12 +415,29 @@ mod tests {
         for metric in [m::OPEN, m::OPEN_P, m::OPEN_EV] {
             let mut by_day = std::collections::BTreeMap::new();
             for d in all.iter().filter(|d| d.metric == metric) {
-                *by_day.entry((d.day, d.rep.clone())).or_insert(0.0) += d.delta;
+                *by_day.entry((d.bucket, d.rep.clone())).or_insert(0.0) += d.delta;
             }
             assert!(by_day.values().all(|v: &f64| v.abs() < 1e-12), "{by_day:?}");
         }
         // A queue wait of three days (259,200 s) falls in the bucket [2^17, 2^18) s.
         assert_eq!(sum(&all, m::HIST + 18), 1.0);
+    }
+
+    #[test]
+    fn buckets_name_themselves() {
+        for b in [
+            Bucket::Now,
+            Bucket::Day(-3),
+            Bucket::Day(20784),
+            Bucket::Month(24322),
+        ] {
+            assert_eq!(Bucket::parse(&b.key()), Some(b));
+        }
+        assert_eq!(Bucket::parse("x1"), None);
+        // 2017-03-31 is day 17256: March 2017.
+        assert_eq!(month_of_day(17256), 2017 * 12 + 2);
+        assert_eq!(month_of_day(17257), 2017 * 12 + 3);
+        assert_eq!(month_of_day(-1), 1969 * 12 + 11);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 
-use crate::domain::ledger::{Cell, LedgerCell, Metric, Stage, bucket_bounds, m};
+use crate::domain::ledger::{Bucket, Cell, Grain, LedgerCell, Metric, Stage, bucket_bounds, m};
 use crate::domain::rep::calendar::{day_number, periods_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,6 +51,29 @@ impl Period {
                 p[3],
                 format!("{}-Q{}", date.year(), (date.month() - 1) / 3 + 1),
             ),
+        }
+    }
+
+    /// The buckets that answer this period: days for days and weeks, months for the rest.
+    pub fn grain(self) -> Grain {
+        match self {
+            Period::Day | Period::Week => Grain::Day,
+            Period::Month | Period::Quarter => Grain::Month,
+        }
+    }
+
+    /// The period of a bucket of this period's grain, and its label.
+    pub fn of_bucket(self, b: Bucket) -> (i32, String) {
+        match b {
+            Bucket::Day(d) => self.of_day(d),
+            Bucket::Month(mi) => {
+                let (y, mo) = (mi.div_euclid(12), mi.rem_euclid(12) + 1);
+                match self {
+                    Period::Quarter => (mi.div_euclid(3), format!("{y}-Q{}", (mo - 1) / 3 + 1)),
+                    _ => (mi, format!("{y}-{mo:02}")),
+                }
+            }
+            Bucket::Now => (0, String::new()),
         }
     }
 
@@ -167,7 +190,7 @@ pub fn fold(
 ) -> BTreeMap<(String, i32), (String, Cell)> {
     let mut out: BTreeMap<(String, i32), (String, Cell)> = BTreeMap::new();
     for c in cells {
-        let (idx, label) = period.map_or((0, String::new()), |p| p.of_day(c.day));
+        let (idx, label) = period.map_or((0, String::new()), |p| p.of_bucket(c.bucket));
         out.entry((by.key(c), idx))
             .or_insert_with(|| (label, Cell::default()))
             .1

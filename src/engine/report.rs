@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 
 use crate::domain::assignment::{HistoryLead, Imported, LeadContext, Outcome};
 use crate::domain::lead::{AttrValue, Lead};
-use crate::domain::ledger::{LedgerCell, m};
+use crate::domain::ledger::{Grain, LedgerCell, m, month_of_day};
 use crate::domain::report::{self, Band, By, ForecastRow, FunnelRow, PerformanceRow, Period};
 use crate::domain::target::{self, Progress, Scope, Target, TargetMetric};
 use crate::error::{Error, Result};
@@ -58,6 +58,14 @@ pub struct HistoryRow {
     pub value: Option<f64>,
 }
 
+/// The month of a report day, keeping the open ends of a range open.
+fn month_bound(day: i32) -> i32 {
+    match day {
+        i32::MIN | i32::MAX => day,
+        d => month_of_day(d),
+    }
+}
+
 /// A rep name as deploy/make_reps.py turns it into an id: lower case, runs of other
 /// characters as one '-', none at the ends.
 pub fn rep_id_of(name: &str) -> String {
@@ -91,10 +99,24 @@ impl Engine {
         Ok(crate::domain::rep::calendar::day_number(d))
     }
 
+    /// The cells of a period's grain covering report days `from..=to`.
+    async fn cells_between(
+        &self,
+        pool: Option<&str>,
+        period: Period,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<LedgerCell>> {
+        let grain = period.grain();
+        let (from, to) = match grain {
+            Grain::Month => (month_bound(from), month_bound(to)),
+            _ => (from, to),
+        };
+        self.parts.store.ledger(pool, grain, from, to).await
+    }
+
     async fn cells(&self, q: &ReportQuery) -> Result<Vec<LedgerCell>> {
-        self.parts
-            .store
-            .ledger(q.pool.as_deref(), q.from, q.to)
+        self.cells_between(q.pool.as_deref(), q.period, q.from, q.to)
             .await
     }
 
@@ -108,7 +130,7 @@ impl Engine {
 
     /// Open leads now: every day's open counters.
     pub async fn forecast(&self, by: By, pool: Option<&str>) -> Result<Vec<ForecastRow>> {
-        let cells = self.parts.store.ledger(pool, i32::MIN, i32::MAX).await?;
+        let cells = self.parts.store.ledger(pool, Grain::Now, 0, 0).await?;
         Ok(report::forecast(&cells, by))
     }
 
@@ -196,7 +218,7 @@ impl Engine {
             Scope::Pool(p) => Some(p.as_str()),
             _ => None,
         };
-        let cells = self.parts.store.ledger(pool, first, last).await?;
+        let cells = self.cells_between(pool, t.period, first, last).await?;
         let metric = match t.metric {
             TargetMetric::Assignments => m::ASSIGNED,
             TargetMetric::Wins => m::WON,

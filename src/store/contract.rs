@@ -29,7 +29,9 @@ macro_rules! store_contract_tests {
             contacted_stops_the_sla_and_breaches_are_counted,
             events_are_numbered_per_pool_and_resume, listings_show_inboxes_and_the_queue,
             racing_pool_moves_leave_each_rep_in_one_pool, queued_leads_expire_after_their_ttl,
-            the_model_registry_publishes_keeps_and_rolls_back);
+            the_model_registry_publishes_keeps_and_rolls_back,
+            the_ledger_matches_the_reference_store, imports_are_idempotent_and_hold_no_capacity,
+            targets_are_kept_and_removed);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -44,11 +46,13 @@ macro_rules! store_contract_tests {
 
 mod calendar;
 mod directory;
+mod ledger;
 mod offers;
 mod queue;
 mod registry;
 pub use calendar::*;
 pub use directory::*;
+pub use ledger::*;
 pub use offers::*;
 pub use queue::*;
 pub use registry::*;

@@ -24,7 +24,7 @@ use crate::domain::assignment::{
     Assignment, HistoryLead, Imported, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
 use crate::domain::event::EventPage;
-use crate::domain::ledger::LedgerCell;
+use crate::domain::ledger::{Grain, LedgerCell};
 use crate::domain::rep::Rep;
 use crate::domain::routing::Candidate;
 use crate::domain::target::Target;
@@ -501,8 +501,14 @@ impl RepDirectory for FileStore {
 
 #[async_trait]
 impl ReportLedger for FileStore {
-    async fn ledger(&self, pool: Option<&str>, from: i32, to: i32) -> Result<Vec<LedgerCell>> {
-        self.mem.ledger(pool, from, to).await
+    async fn ledger(
+        &self,
+        pool: Option<&str>,
+        grain: Grain,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<LedgerCell>> {
+        self.mem.ledger(pool, grain, from, to).await
     }
 
     async fn note_unroutable(&self, pool: &str, segment: &str, now: Timestamp) -> Result<()> {

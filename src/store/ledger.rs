@@ -5,15 +5,22 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::domain::assignment::{HistoryLead, Imported};
-use crate::domain::ledger::LedgerCell;
+use crate::domain::ledger::{Grain, LedgerCell};
 use crate::domain::rep::calendar::day_number;
 use crate::domain::target::Target;
 use crate::error::Result;
 
 #[async_trait]
 pub trait ReportLedger: Send + Sync {
-    /// The cells of `pool` (every pool when None) for report days `from..=to`.
-    async fn ledger(&self, pool: Option<&str>, from: i32, to: i32) -> Result<Vec<LedgerCell>>;
+    /// The cells of `pool` (every pool when None) of one grain: days or months `from..=to`
+    /// (days since 1970-01-01; months as year * 12 + month - 1), or the undated `Now` cells.
+    async fn ledger(
+        &self,
+        pool: Option<&str>,
+        grain: Grain,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<LedgerCell>>;
     /// Counts a lead refused as unroutable (it is not stored).
     async fn note_unroutable(&self, pool: &str, segment: &str, now: Timestamp) -> Result<()>;
     /// Writes past leads; a lead id already stored is skipped.

@@ -116,15 +116,18 @@ impl MemoryStore {
         closed.deadline_ms = None;
         let rep = closed.rep_id.clone();
         s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
-        s.bytes += ctx.approx_bytes();
-        s.outcomes.push_back(OutcomeRecord {
-            context: ctx.clone(),
-            rep_id: closed.rep_id.clone(),
-            outcome,
-            closed_at_ms: millis(now),
-        });
-        if s.outcomes.len() > self.max_leads {
-            s.forget_oldest_outcome();
+        // Imported history is report data, not a training row: its columns are the CRM's.
+        if !closed.imported {
+            s.bytes += ctx.approx_bytes();
+            s.outcomes.push_back(OutcomeRecord {
+                context: ctx.clone(),
+                rep_id: closed.rep_id.clone(),
+                outcome,
+                closed_at_ms: millis(now),
+            });
+            if s.outcomes.len() > self.max_leads {
+                s.forget_oldest_outcome();
+            }
         }
         s.closed.push_back(lead_id.clone());
         s.leads

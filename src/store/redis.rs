@@ -33,6 +33,7 @@ mod keys;
 mod registry;
 mod replock;
 mod reply;
+mod report;
 mod state;
 pub use conn::{Conn, classify, redact};
 use directory::{Directory, watch_directory};
@@ -47,6 +48,7 @@ const CLAIM: &str = include_str!("redis/claim.lua");
 const CLOSE: &str = include_str!("redis/close.lua");
 const STEP: &str = include_str!("redis/step.lua");
 const REP: &str = include_str!("redis/rep.lua");
+const IMPORT: &str = include_str!("redis/import.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
@@ -92,7 +94,11 @@ pub struct RedisStore {
     close: Script,
     step: Script,
     rep: Script,
+    /// import.lua: imported leads and counter changes computed here.
+    import: Script,
     retention: Retention,
+    /// The report time zone: the scripts get the report day of `now` from it.
+    zone: jiff::tz::TimeZone,
     /// Ticks after each local write, for watchers.
     changes: tokio::sync::watch::Sender<u64>,
     directory: ArcSwap<Directory>,
@@ -131,7 +137,9 @@ impl RedisStore {
             close: script(CLOSE),
             step: script(STEP),
             rep: Script::new(REP),
+            import: script(IMPORT),
             retention: config.retention,
+            zone: config.zone,
             changes: tokio::sync::watch::Sender::new(0),
             directory: ArcSwap::from_pointee(Directory {
                 slots: HashMap::new(),
@@ -164,11 +172,17 @@ impl RedisStore {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The report day of `now`, which the scripts cannot work out (no time zones in Lua).
+    fn today(&self, now: Timestamp) -> i32 {
+        crate::store::ledger::report_day(millis(now), &self.zone)
+    }
+
     /// Runs close.lua for a known lead; `mode` "expire" closes only a lead queued past its TTL.
     async fn run_close(
         &self,
         lead_id: &str,
         outcome: Outcome,
+        value: Option<f64>,
         now: Timestamp,
         mode: &str,
     ) -> Result<(String, Vec<String>)> {
@@ -185,6 +199,8 @@ impl RedisStore {
             .arg(self.retention.count)
             .arg(self.retention.age_ms)
             .arg(mode)
+            .arg(self.today(now))
+            .arg(value.map(|v| v.to_string()).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -276,7 +292,9 @@ impl RedisStore {
             .arg(self.retention.age_ms)
             .arg(reason)
             .arg(terms.max_offers.max(1))
-            .arg(terms.queue_ttl_ms.max(0));
+            .arg(terms.queue_ttl_ms.max(0))
+            .arg(self.today(now))
+            .arg(ctx.expected_value.to_string());
         (inv, listed)
     }
 
@@ -441,10 +459,10 @@ impl CapacityStore for RedisStore {
         &self,
         lead_id: &str,
         outcome: Outcome,
-        _value: Option<f64>,
+        value: Option<f64>,
         now: Timestamp,
     ) -> Result<Closed> {
-        let (pool, r) = self.run_close(lead_id, outcome, now, "").await?;
+        let (pool, r) = self.run_close(lead_id, outcome, value, now, "").await?;
         match CloseReply::decode(r) {
             CloseReply::Missing => Err(Error::not_found("lead", lead_id)),
             CloseReply::Conflict(was) => Err(Error::FailedPrecondition(format!(
@@ -596,32 +614,5 @@ impl CapacityStore for RedisStore {
             .await
             .map_err(classify)?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl crate::store::ledger::ReportLedger for RedisStore {
-    async fn ledger(
-        &self,
-        _pool: Option<&str>,
-        _from: i32,
-        _to: i32,
-    ) -> Result<Vec<crate::domain::ledger::LedgerCell>> {
-        Err(Error::Unavailable("reports: not yet on Redis".into()))
-    }
-    async fn note_unroutable(&self, _pool: &str, _segment: &str, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    async fn import_history(
-        &self,
-        _leads: Vec<crate::domain::assignment::HistoryLead>,
-    ) -> Result<crate::domain::assignment::Imported> {
-        Err(Error::Unavailable("reports: not yet on Redis".into()))
-    }
-    async fn set_target(&self, _t: crate::domain::target::Target) -> Result<()> {
-        Err(Error::Unavailable("reports: not yet on Redis".into()))
-    }
-    async fn targets(&self) -> Result<Vec<crate::domain::target::Target>> {
-        Ok(vec![])
     }
 }

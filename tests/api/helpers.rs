@@ -7,7 +7,8 @@ use leadrouter::config::Settings;
 use leadrouter::engine::Engine;
 use leadrouter::grpc::pb::{
     self, lead_service_client::LeadServiceClient, model_service_client::ModelServiceClient,
-    rep_service_client::RepServiceClient, routing_service_client::RoutingServiceClient,
+    rep_service_client::RepServiceClient, report_service_client::ReportServiceClient,
+    routing_service_client::RoutingServiceClient,
 };
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -136,6 +137,9 @@ pub trait Clients {
     }
     fn models(&self) -> ModelServiceClient<Channel> {
         ModelServiceClient::new(self.channel())
+    }
+    fn reports(&self) -> ReportServiceClient<Channel> {
+        ReportServiceClient::new(self.channel())
     }
     /// The live model's version, as GetModel reports it.
     fn model_version(&self) -> impl std::future::Future<Output = String> + Send {

@@ -20,6 +20,7 @@ mod redis_faults;
 mod redis_routing;
 mod redis_server;
 mod registry;
+mod reports;
 mod reps;
 mod routing;
 mod runbook;

@@ -86,14 +86,14 @@ fn the_index_interval_tells_a_better_converter_apart_only_with_enough_leads() {
     }
 }
 
-fn cell(rep: &str, day: i32, metrics: &[(Metric, f64)]) -> LedgerCell {
+fn cell(rep: &str, bucket: Bucket, metrics: &[(Metric, f64)]) -> LedgerCell {
     let mut c = Cell::default();
     for &(k, v) in metrics {
         c.add(k, v);
     }
     LedgerCell {
         pool: "default".into(),
-        day,
+        bucket,
         rep: rep.into(),
         segment: "s".into(),
         cell: c,
@@ -102,18 +102,23 @@ fn cell(rep: &str, day: i32, metrics: &[(Metric, f64)]) -> LedgerCell {
 
 #[test]
 fn performance_sums_days_into_periods_per_rep() {
-    let q1 = day_number(jiff::civil::date(2017, 3, 31));
+    let day = |d: i32| Bucket::Day(day_number(jiff::civil::date(2017, 3, 31)) + d);
     let cells = vec![
         cell(
             "ann",
-            q1,
+            day(0),
             &[(m::WON, 2.0), (m::WON_VALUE, 300.0), (m::CLOSED_P, 1.0)],
         ),
-        cell("ann", q1 - 40, &[(m::LOST, 1.0), (m::OPEN, 1.0)]),
-        cell("ann", q1 + 1, &[(m::LOST, 1.0)]),
-        cell("bob", q1, &[(m::OPEN, 1.0)]),
+        cell("ann", day(-40), &[(m::LOST, 1.0), (m::OPEN, 1.0)]),
+        cell("ann", day(1), &[(m::LOST, 1.0)]),
+        cell("bob", day(0), &[(m::OPEN, 1.0)]),
     ];
     let rows = performance(&cells, By::Rep, Period::Quarter);
+    // Month buckets of 2017: March and April give the same quarters.
+    let month = |mo: i32| Bucket::Month(2017 * 12 + mo - 1);
+    assert_eq!(Period::Quarter.of_bucket(month(3)).1, "2017-Q1");
+    assert_eq!(Period::Quarter.of_bucket(month(4)).1, "2017-Q2");
+    assert_eq!(Period::Month.of_bucket(month(4)).1, "2017-04");
     assert_eq!(rows.len(), 3);
     let ann = &rows[0];
     assert_eq!(
@@ -132,7 +137,11 @@ fn performance_sums_days_into_periods_per_rep() {
 #[test]
 fn percentiles_come_from_the_histogram() {
     // 10 observations in [2, 4) s.
-    let c = cell("a", 0, &[(m::HIST + 2 * m::HIST_BUCKETS + 2, 10.0)]);
+    let c = cell(
+        "a",
+        Bucket::Day(0),
+        &[(m::HIST + 2 * m::HIST_BUCKETS + 2, 10.0)],
+    );
     let p = percentiles(&c.cell, Stage::ToContact);
     let p50 = p.p50.unwrap();
     assert!((2.0..4.0).contains(&p50), "{p50}");

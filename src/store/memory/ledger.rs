@@ -7,15 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::assignment::{Assignment, LeadContext};
 use crate::domain::event::EventKind;
-use crate::domain::ledger::{Cell, Holding, LedgerCell, Stage, Tick, m, tally};
+use crate::domain::ledger::{Bucket, Cell, Grain, Holding, LedgerCell, Stage, Tick, m, tally};
 use crate::store::ledger::report_day;
 
 #[derive(Default, Serialize, Deserialize)]
 pub(super) struct Ledger {
-    /// (pool, day) -> (rep, segment) -> counters. Serialized as a list: JSON map keys must be
+    /// (pool, bucket) -> (rep, segment) -> counters. Serialized as a list: JSON map keys must be
     /// strings.
     #[serde(with = "as_list")]
-    cells: BTreeMap<(String, i32), BTreeMap<(String, String), Cell>>,
+    cells: BTreeMap<(String, Bucket), BTreeMap<(String, String), Cell>>,
     pub(super) targets: BTreeMap<String, f64>,
     /// The report time zone (from config; UTC when unset).
     #[serde(skip)]
@@ -24,13 +24,13 @@ pub(super) struct Ledger {
 
 mod as_list {
     use super::*;
-    type Cells = BTreeMap<(String, i32), BTreeMap<(String, String), Cell>>;
-    type Row = (String, i32, String, String, Cell);
+    type Cells = BTreeMap<(String, Bucket), BTreeMap<(String, String), Cell>>;
+    type Row = (String, Bucket, String, String, Cell);
 
     pub fn serialize<S: serde::Serializer>(cells: &Cells, s: S) -> Result<S::Ok, S::Error> {
-        let rows: Vec<(&String, &i32, &String, &String, &Cell)> = cells
+        let rows: Vec<(&String, &Bucket, &String, &String, &Cell)> = cells
             .iter()
-            .flat_map(|((pool, day), m)| m.iter().map(move |((r, g), c)| (pool, day, r, g, c)))
+            .flat_map(|((pool, b), m)| m.iter().map(move |((r, g), c)| (pool, b, r, g, c)))
             .collect();
         rows.serialize(s)
     }
@@ -123,30 +123,43 @@ impl Ledger {
     fn apply(&mut self, pool: &str, tick: &Tick, keep: impl Fn(u16) -> bool) {
         for d in tally(tick, |ms| self.day(ms)) {
             if keep(d.metric) {
-                self.add(pool, d.day, &d.rep, &d.segment, d.metric, d.delta);
+                self.add(pool, d.bucket, &d.rep, &d.segment, d.metric, d.delta);
             }
         }
     }
 
-    pub(super) fn add(&mut self, pool: &str, day: i32, rep: &str, seg: &str, metric: u16, v: f64) {
+    pub(super) fn add(&mut self, pool: &str, b: Bucket, rep: &str, seg: &str, metric: u16, v: f64) {
         self.cells
-            .entry((pool.to_string(), day))
+            .entry((pool.to_string(), b))
             .or_default()
             .entry((rep.to_string(), seg.to_string()))
             .or_default()
             .add(metric, v);
     }
 
-    pub(super) fn read(&self, pool: Option<&str>, from: i32, to: i32) -> Vec<LedgerCell> {
+    pub(super) fn read(
+        &self,
+        pool: Option<&str>,
+        grain: Grain,
+        from: i32,
+        to: i32,
+    ) -> Vec<LedgerCell> {
         let mut out = Vec::new();
-        for ((p, day), m) in &self.cells {
-            if pool.is_some_and(|want| want != p) || *day < from || *day > to {
+        for ((p, b), m) in &self.cells {
+            let wanted = match (grain, b) {
+                (Grain::Now, Bucket::Now) => true,
+                (Grain::Day, Bucket::Day(i)) | (Grain::Month, Bucket::Month(i)) => {
+                    (from..=to).contains(i)
+                }
+                _ => false,
+            };
+            if !wanted || pool.is_some_and(|want| want != p) {
                 continue;
             }
             for ((rep, seg), cell) in m {
                 out.push(LedgerCell {
                     pool: p.clone(),
-                    day: *day,
+                    bucket: *b,
                     rep: rep.clone(),
                     segment: seg.clone(),
                     cell: cell.clone(),

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 
 use crate::domain::assignment::{Assignment, AssignmentState, HistoryLead, Imported};
 use crate::domain::event::EventKind;
-use crate::domain::ledger::{LedgerCell, m};
+use crate::domain::ledger::{Bucket, Grain, LedgerCell, m, month_of_day};
 use crate::domain::target::Target;
 use crate::error::Result;
 use crate::store::ledger::ReportLedger;
@@ -17,14 +17,22 @@ use super::state::LeadEntry;
 
 #[async_trait]
 impl ReportLedger for MemoryStore {
-    async fn ledger(&self, pool: Option<&str>, from: i32, to: i32) -> Result<Vec<LedgerCell>> {
-        Ok(self.lock().ledger.read(pool, from, to))
+    async fn ledger(
+        &self,
+        pool: Option<&str>,
+        grain: Grain,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<LedgerCell>> {
+        Ok(self.lock().ledger.read(pool, grain, from, to))
     }
 
     async fn note_unroutable(&self, pool: &str, segment: &str, now: Timestamp) -> Result<()> {
         let mut s = self.lock();
         let day = s.ledger.day(millis(now));
-        s.ledger.add(pool, day, "", segment, m::UNROUTABLE, 1.0);
+        for b in [Bucket::Day(day), Bucket::Month(month_of_day(day))] {
+            s.ledger.add(pool, b, "", segment, m::UNROUTABLE, 1.0);
+        }
         Ok(())
     }
 

@@ -37,6 +37,7 @@ impl RedisStore {
             .arg(reason)
             .arg(self.retention.count)
             .arg(self.retention.age_ms)
+            .arg(self.today(now))
             .invoke_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -123,7 +124,7 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<Option<Assignment>> {
         let (pool, r) = match self
-            .run_close(lead_id, Outcome::Expired, now, "expire")
+            .run_close(lead_id, Outcome::Expired, None, now, "expire")
             .await
         {
             Ok(x) => x,

@@ -7,7 +7,8 @@
 --       read only to reassign), 6 the lead's group queue (same members, only leads that
 --       require the same skills), 7 groups (group id -> required skills JSON), 8 event
 --       stream, 9 event counter, 10 deadlines (zset: "o:<lead>" offer / "s:<lead>" SLA, by
---       deadline ms), 11 held leads (zset, all scores 0: "<rep>\0<lead>", for inboxes)
+--       deadline ms), 11 held leads (zset, all scores 0: "<rep>\0<lead>", for inboxes),
+--       12 the pool's report-counter prefix (see events.lua)
 -- ARGV: 1 mode ("new" | "queued" | "reassign"), 2 lead id, 3 now (ms), 4 probability,
 --       5 segment, 6 context JSON, 7 rep the lead must be with (reassign), 8 candidates, best
 --       match first, each: flag (1 opens a match-score group, 2 ties with the one before;
@@ -17,7 +18,8 @@
 --       numbers: Lua pays per call and per string, and those (not bytes) set the claim rate.
 --       9 group id, 10 group's required skills JSON, 11 offer timeout ms (0: assign directly;
 --       reassign never offers), 12 SLA ms (0: none), 13 event stream max length, 14 event
---       max age ms, 15 event reason, 16 max offers
+--       max age ms, 15 event reason, 16 max offers, 17 queue TTL ms, 18 report day of now,
+--       19 the lead's expected value
 -- (Prelude: events.lua.)
 -- A lower group is read only when nobody in the higher ones has room; with distinct match
 -- scores that is usually one rep per claim. A candidate whose slot now holds another
@@ -29,8 +31,11 @@ local S = '<i4i4di4i4i4i4i4i4i4i4i4i4i4i4i4'
 local LEN = 68
 local H = 18
 local mode, id, now = ARGV[1], ARGV[2], ARGV[3]
+RPT.base, RPT.today = KEYS[12], ARGV[18]
 
 local state, rep_now, qm, prob, seg
+-- The holding before (its start and report day) and the expected value, for the counters.
+local prev_at, prev_ad, ev = nil, nil, ARGV[19]
 if mode == 'new' then
   state = redis.call('HGET', KEYS[1], 'state')
   if state then
@@ -44,8 +49,9 @@ if mode == 'new' then
   end
   prob, seg = ARGV[4], ARGV[5]
 else
-  local r = redis.call('HMGET', KEYS[1], 'state', 'rep', 'qm', 'prob', 'seg')
+  local r = redis.call('HMGET', KEYS[1], 'state', 'rep', 'qm', 'prob', 'seg', 'at', 'ad', 'ev')
   state, rep_now, qm, prob, seg = r[1], r[2], r[3], r[4], r[5]
+  prev_at, prev_ad, ev = r[6], r[7] or ARGV[18], r[8]
   if mode == 'queued' and state ~= 'queued' then
     return {'gone'}
   end
@@ -154,15 +160,15 @@ if best then
     unload(KEYS[2], KEYS[5], ARGV[7])
     redis.call('ZREM', KEYS[11], held(ARGV[7], id))
     redis.call('HDEL', KEYS[1], 'ct')
-    redis.call('HSET', KEYS[1], 'rep', best, 'at', now)
+    redis.call('HSET', KEYS[1], 'rep', best, 'at', now, 'ad', ARGV[18])
   elseif mode == 'queued' then
     redis.call('ZREM', KEYS[3], qm)
     redis.call('ZREM', KEYS[6], qm)
     redis.call('HDEL', KEYS[1], 'qm')
-    redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'at', now)
+    redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'at', now, 'ad', ARGV[18])
   else
     redis.call('HSET', KEYS[1], 'state', nstate, 'rep', best, 'prob', prob, 'seg', seg, 'at', now, 'ctx', ARGV[6],
-      'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17])
+      'grp', ARGV[9], 'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17], 'ad', ARGV[18], 'ev', ARGV[19])
   end
   redis.call('ZADD', KEYS[11], 0, held(best, id))
   -- A new lead has no deadline yet: two calls fewer on the SubmitLead path.
@@ -182,6 +188,10 @@ if best then
   end
   emit(KEYS[8], KEYS[9], ARGV[13], ARGV[14], now, {k = kind, l = id, r = about, s = nstate, h = best,
     p = prob, g = seg, a = now, w = ARGV[15], d = dl})
+  local bf = nil
+  if mode ~= 'new' then bf = {rep = mode == 'reassign' and ARGV[7] or '', day = prev_ad, at = prev_at} end
+  rpt_tally({k = kind, rep = about, seg = seg, p = prob, ev = ev, bf = bf,
+    af = {rep = best, day = ARGV[18]}, new = mode == 'new', now = now})
   return {'assigned', best, now, prob, seg, nstate, dl, tostring(nread), read[1], read[2]}
 end
 
@@ -192,7 +202,7 @@ if mode == 'new' then
   redis.call('ZADD', KEYS[6], -tonumber(prob), member)
   redis.call('HSETNX', KEYS[7], ARGV[9], ARGV[10])
   redis.call('HSET', KEYS[1], 'state', 'queued', 'prob', prob, 'seg', seg, 'at', now, 'qm', member, 'grp', ARGV[9], 'ctx', ARGV[6],
-    'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17])
+    'sla', ARGV[12], 'maxo', ARGV[16], 'qttl', ARGV[17], 'ad', ARGV[18], 'ev', ARGV[19])
   -- A queue TTL: the lead comes due at now + ttl ('q:' member; stale ones are skipped).
   local qttl = tonumber(ARGV[17]) or 0
   if qttl > 0 then
@@ -200,6 +210,8 @@ if mode == 'new' then
   end
   emit(KEYS[8], KEYS[9], ARGV[13], ARGV[14], now, {k = 'queued', l = id, s = 'queued', p = prob, g = seg,
     a = now, w = 'no rep with room'})
+  rpt_tally({k = 'queued', rep = '', seg = seg, p = prob, ev = ev, af = {rep = '', day = ARGV[18]},
+    new = true, now = now})
   return {'queued', tostring(redis.call('ZRANK', KEYS[3], member) + 1), tostring(nread), read[1], read[2]}
 end
 return {'noroom', '', tostring(nread), read[1], read[2]}

@@ -17,7 +17,7 @@ impl PoolKeys {
         format!("{}:gq:{group}", self.base)
     }
     /// KEYS of claim.lua, in order.
-    pub(super) fn claim(&self, lead: &str, group: &str) -> [String; 11] {
+    pub(super) fn claim(&self, lead: &str, group: &str) -> [String; 12] {
         [
             self.lead(lead),
             self.k("table"),
@@ -30,10 +30,16 @@ impl PoolKeys {
             self.k("evseq"),
             self.k("due"),
             self.k("held"),
+            self.report(),
         ]
     }
+    /// The prefix of the pool's report-counter keys ("…:rpt:d<day>", "…:rpt:days", …). It
+    /// carries the hash tag, so the keys scripts build from it share the pool's slot.
+    pub(super) fn report(&self) -> String {
+        self.k("rpt:")
+    }
     /// KEYS of close.lua, in order.
-    pub(super) fn close(&self, lead: &str, group: &str) -> [String; 10] {
+    pub(super) fn close(&self, lead: &str, group: &str) -> [String; 11] {
         [
             self.lead(lead),
             self.k("table"),
@@ -45,10 +51,11 @@ impl PoolKeys {
             self.k("evseq"),
             self.k("due"),
             self.k("held"),
+            self.report(),
         ]
     }
     /// KEYS of step.lua, in order.
-    pub(super) fn step(&self, lead: &str, group: &str) -> [String; 11] {
+    pub(super) fn step(&self, lead: &str, group: &str) -> [String; 12] {
         [
             self.lead(lead),
             self.k("table"),
@@ -61,6 +68,7 @@ impl PoolKeys {
             self.k("due"),
             self.k("held"),
             self.k("breaches"),
+            self.report(),
         ]
     }
     /// KEYS of rep.lua, in order.

@@ -2,15 +2,17 @@
 -- contacted, or flag a first-touch SLA breach. (Prelude: events.lua.)
 -- KEYS: 1 lead record, 2 rep table, 3 queue, 4 queue sequence, 5 slots, 6 the lead's group
 --       queue, 7 event stream, 8 event counter, 9 deadlines, 10 held leads, 11 SLA breaches
---       per rep (hash)
+--       per rep (hash), 12 the pool's report-counter prefix
 -- ARGV: 1 op (accept | decline | expire | contacted | breach), 2 lead id, 3 rep id (empty:
---       whoever holds it), 4 now (ms), 5 reason, 6 event stream max length, 7 event max age
+--       whoever holds it), 4 now (ms), 5 reason, 6 event stream max length, 7 event max age,
+--       8 report day of now
 -- Replies: {'missing'}; {'refused', state, holder, exclusions, why}; {'skip'} (breach or
 -- expire not due); {'ok', state, rep, prob, seg, at, '', '', deadline, contacted at, breached}
 -- (a record as claim.lua's replay: closed at and outcome are empty for a held lead);
 -- {'released', rep} (the lead is queued again).
 local r = redis.call('HMGET', KEYS[1], 'state', 'rep', 'prob', 'seg', 'at', 'dl', 'ct', 'br',
-  'sla', 'maxo', 'offers', 'excl')
+  'sla', 'maxo', 'offers', 'excl', 'ad', 'ev')
+RPT.base, RPT.today = KEYS[12], ARGV[8]
 local state, rep = r[1], r[2] or ''
 local op, id, who, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nowv = tonumber(now)
@@ -30,6 +32,7 @@ end
 local function event(kind, s, reason)
   emit(KEYS[7], KEYS[8], ARGV[6], ARGV[7], now, {k = kind, l = id, r = rep, s = s, h = rep,
     p = r[3], g = r[4], a = r[5], w = reason, d = dl})
+  rpt_tally({k = kind, rep = rep, seg = r[4], p = r[3], ev = r[14], held = r[5], now = now})
 end
 
 if op == 'accept' then
@@ -93,7 +96,7 @@ redis.call('ZADD', KEYS[3], -tonumber(r[3]), member)
 redis.call('ZADD', KEYS[6], -tonumber(r[3]), member)
 redis.call('HDEL', KEYS[1], 'dl')
 redis.call('HSET', KEYS[1], 'state', 'queued', 'rep', '', 'qm', member, 'at', now,
-  'excl', excl, 'offers', offers)
+  'excl', excl, 'offers', offers, 'ad', ARGV[8])
 local qttl = tonumber(redis.call('HGET', KEYS[1], 'qttl') or '0') or 0
 if qttl > 0 then
   redis.call('ZADD', KEYS[9], tonumber(now) + qttl, 'q:' .. id)
@@ -101,4 +104,6 @@ end
 dl = ''
 emit(KEYS[7], KEYS[8], ARGV[6], ARGV[7], now, {k = how, l = id, r = rep, s = 'queued',
   p = r[3], g = r[4], a = now, w = reason})
+rpt_tally({k = how, rep = rep, seg = r[4], p = r[3], ev = r[14],
+  bf = {rep = rep, day = r[13] or ARGV[8], at = r[5]}, af = {rep = '', day = ARGV[8]}, now = now})
 return {'released', rep}

@@ -4,8 +4,8 @@
 //! key, an id, a role and the hex SHA-256 of the token: the token itself is never stored. A
 //! request's token is hashed and compared with every key in constant time. Roles:
 //! `marketing` (LeadService), `crm` (RoutingService, reading reps and reports), `ops`
-//! (ModelService, RepService, ReportService), `admin` (everything). Health, and reflection unless `auth.open_reflection` is
-//! off, answer without a key. The file is re-read when it changes. The caller is put in the
+//! (ModelService, RepService, ReportService), `admin` (everything). Health, and reflection
+//! unless `auth.open_reflection` is off, answer without a key. The file is re-read when it changes. The caller is put in the
 //! request's extensions for the audit trail (`grpc/audit.rs`).
 mod keys;
 mod layer;
@@ -272,6 +272,17 @@ mod tests {
         assert!(e.message().contains("needs role ops or admin"), "{e:?}");
         assert!(call("/leadrouter.v1.RepService/ListReps", Some(&crm_token)).is_ok());
         assert!(call("/leadrouter.v1.RepService/DeleteRep", Some(&crm_token)).is_err());
+        // Sales managers read reports with a crm key; targets and imports need ops.
+        assert!(call("/leadrouter.v1.ReportService/GetPerformance", Some(&crm_token)).is_ok());
+        for path in [
+            "/leadrouter.v1.ReportService/SetTarget",
+            "/leadrouter.v1.ReportService/ImportHistory",
+        ] {
+            let e = call(path, Some(&crm_token)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{path}");
+        }
+        let e = call("/leadrouter.v1.ReportService/GetFunnel", Some(&mk_token)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
         let closed = Gate::new(Some(Keys::default()), false);
         let e = closed
             .check(

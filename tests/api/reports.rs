@@ -288,3 +288,240 @@ async fn the_performance_index_tells_a_better_converter_apart_given_enough_leads
         assert!(r.index_low < 1.0 && 1.0 < r.index_high, "{r:?}");
     }
 }
+
+fn report_req(period: &str, by: &str) -> pb::ReportRequest {
+    pb::ReportRequest {
+        period: period.into(),
+        by: by.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnel_forecast_and_targets_follow_the_flow_in_the_report_zone() {
+    let mut settings = test_settings();
+    settings.report.timezone = "America/New_York".into();
+    settings.report.stale_queue_s = 60;
+    // Tuesday 2026-12-01 03:00 UTC is still Monday 30 November in New York.
+    let clock = TestClock::at("2026-12-01T01:00:00Z");
+    let app = spawn_with_clock(settings, clock.clock()).await;
+    app.add_rep(rep("solo", 2, &[])).await;
+    let leads: Vec<pb::Lead> = bank_leads("f", 0, 5).into_iter().map(|(l, _)| l).collect();
+    let mut probs = BTreeMap::new();
+    for l in leads {
+        let d = submit(&app, l).await.unwrap();
+        probs.insert(d.lead_id.clone(), d.score.unwrap().probability);
+    }
+    let held: Vec<String> = app
+        .routing()
+        .list_assignments(pb::ListAssignmentsRequest {
+            rep_id: "solo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignments
+        .into_iter()
+        .map(|i| i.assignment.unwrap().lead_id)
+        .collect();
+    assert_eq!(held.len(), 2);
+    let mut routing = app.routing();
+    routing
+        .mark_contacted(pb::MarkContactedRequest {
+            lead_id: held[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    clock.set("2026-12-01T03:00:00Z");
+    routing
+        .close_assignment(pb::CloseAssignmentRequest {
+            lead_id: held[0].clone(),
+            outcome: pb::Outcome::Won as i32,
+            value: Some(1000.0),
+        })
+        .await
+        .unwrap();
+    let mut reports = app.reports();
+    let perf = reports
+        .get_performance(report_req("month", "rep"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(perf.time_zone, "America/New_York");
+    let solo = perf.rows.iter().find(|r| r.group == "solo").unwrap();
+    // Closed at 22:00 on 30 November, New York time.
+    assert_eq!(
+        (solo.period.as_str(), solo.won, solo.won_value),
+        ("2026-11", 1.0, 1000.0)
+    );
+    assert_eq!(
+        solo.assigned, 3.0,
+        "two on arrival, one drained by the close"
+    );
+    assert_eq!(solo.open, 2.0);
+
+    let funnel = reports
+        .get_funnel(report_req("month", "team"))
+        .await
+        .unwrap()
+        .into_inner();
+    let row = &funnel.rows[0];
+    let step = |name: &str| row.steps.iter().find(|s| s.name == name).unwrap();
+    assert_eq!(step("submitted").count, 5.0);
+    assert_eq!(step("assigned").count, 3.0);
+    assert!((step("assigned").drop_off.unwrap() - 0.4).abs() < 1e-12);
+    assert_eq!(step("contacted").count, 1.0);
+    assert_eq!(step("won").count, 1.0);
+    // Two leads still queued, for two hours by now: past stale_queue_s.
+    let leak = |name: &str| row.leaks.iter().find(|l| l.name == name).unwrap().count;
+    assert_eq!(leak("stale_queued"), 2.0);
+    let to_contact = row
+        .stages
+        .iter()
+        .find(|s| s.stage == "time_to_first_touch")
+        .unwrap();
+    assert_eq!(to_contact.count, 1.0);
+    let to_close = row
+        .stages
+        .iter()
+        .find(|s| s.stage == "time_to_close")
+        .unwrap();
+    // Closed two hours after assignment: the [4096, 8192) s bucket.
+    assert!(
+        (4096.0..8192.0).contains(&to_close.p50_s.unwrap()),
+        "{to_close:?}"
+    );
+
+    // Open now: two held by solo, two queued; Σp of those four.
+    let forecast = reports
+        .get_forecast(report_req("", "team"))
+        .await
+        .unwrap()
+        .into_inner();
+    let open_p: f64 = probs
+        .iter()
+        .filter(|(id, _)| **id != held[0])
+        .map(|(_, p)| p)
+        .sum();
+    assert_eq!(forecast.rows[0].open, 4.0);
+    assert!((forecast.rows[0].expected_wins - open_p).abs() < 1e-9);
+
+    // A monthly target of four wins: one so far, and New York's November is 29 days and 22
+    // hours gone of 30, so the run rate ends it at 1.003.
+    let set = reports
+        .set_target(pb::SetTargetRequest {
+            target: Some(pb::Target {
+                scope: "rep".into(),
+                id: "solo".into(),
+                period: "month".into(),
+                metric: "wins".into(),
+                value: 4.0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .progress
+        .unwrap();
+    assert_eq!(
+        (set.period.as_str(), set.actual, set.progress),
+        ("2026-11", 1.0, 0.25)
+    );
+    assert!((1.0..1.01).contains(&set.projected), "{set:?}");
+    let all = reports
+        .get_targets(pb::GetTargetsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .targets;
+    assert_eq!(all.len(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_report_requests_name_the_field() {
+    let app = spawn_app().await;
+    let mut reports = app.reports();
+    assert_invalid(
+        reports.get_performance(report_req("year", "rep")).await,
+        "period",
+    );
+    assert_invalid(
+        reports.get_funnel(report_req("month", "planet")).await,
+        "by",
+    );
+    let mut bad_dates = report_req("month", "rep");
+    bad_dates.from = "2026-13-01".into();
+    assert_invalid(reports.get_performance(bad_dates).await, "from");
+    let target = |scope: &str, period: &str, metric: &str, value: f64| pb::SetTargetRequest {
+        target: Some(pb::Target {
+            scope: scope.into(),
+            id: "x".into(),
+            period: period.into(),
+            metric: metric.into(),
+            value,
+        }),
+    };
+    assert_invalid(
+        reports
+            .set_target(target("galaxy", "month", "wins", 1.0))
+            .await,
+        "target.scope",
+    );
+    assert_invalid(
+        reports.set_target(target("rep", "year", "wins", 1.0)).await,
+        "target.period",
+    );
+    assert_invalid(
+        reports
+            .set_target(target("rep", "month", "calls", 1.0))
+            .await,
+        "target.metric",
+    );
+    assert_invalid(
+        reports
+            .set_target(target("rep", "month", "wins", -1.0))
+            .await,
+        "target.value",
+    );
+    let row = |closed_at: &str, outcome: pb::Outcome| pb::ImportHistoryRequest {
+        rows: vec![pb::HistoryRow {
+            lead_id: "h1".into(),
+            rep: "Ann".into(),
+            assigned_at: "2026-01-02".into(),
+            closed_at: closed_at.into(),
+            outcome: outcome as i32,
+            ..Default::default()
+        }],
+    };
+    let import = |r| {
+        let mut c = app.reports();
+        async move { c.import_history(tokio_stream::iter(vec![r])).await }
+    };
+    assert_invalid(
+        import(row("2026-02-03", pb::Outcome::Unspecified)).await,
+        "rows[0].outcome",
+    );
+    assert_invalid(
+        import(row("yesterday", pb::Outcome::Won)).await,
+        "rows[0].closed_at",
+    );
+    // Nothing was stored by the refused imports.
+    let ok = import(row("2026-02-03", pb::Outcome::Won))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ok.imported, ok.skipped), (1, 0));
+    let close = app
+        .routing()
+        .close_assignment(pb::CloseAssignmentRequest {
+            lead_id: "h1".into(),
+            outcome: pb::Outcome::Won as i32,
+            value: Some(f64::NAN),
+        })
+        .await;
+    assert_invalid(close, "value");
+    app.stop().await.unwrap();
+}

@@ -273,7 +273,13 @@ mod tests {
         assert!(call("/leadrouter.v1.RepService/ListReps", Some(&crm_token)).is_ok());
         assert!(call("/leadrouter.v1.RepService/DeleteRep", Some(&crm_token)).is_err());
         // Sales managers read reports with a crm key; targets and imports need ops.
-        assert!(call("/leadrouter.v1.ReportService/GetPerformance", Some(&crm_token)).is_ok());
+        assert!(
+            call(
+                "/leadrouter.v1.ReportService/GetPerformance",
+                Some(&crm_token)
+            )
+            .is_ok()
+        );
         for path in [
             "/leadrouter.v1.ReportService/SetTarget",
             "/leadrouter.v1.ReportService/ImportHistory",

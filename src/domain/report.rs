@@ -1,6 +1,6 @@
 //! Reports from ledger cells: periods, grouping, the forecast's interval, the performance
 //! index and its credible interval, calibration bands and the funnel.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::civil::Date;
 
@@ -139,12 +139,12 @@ impl By {
         }
     }
 
-    pub fn key(self, c: &LedgerCell) -> String {
+    pub fn key(self, c: &LedgerCell) -> &str {
         match self {
-            By::Rep => c.rep.clone(),
-            By::Pool => c.pool.clone(),
-            By::Segment => c.segment.clone(),
-            By::Team => "all".to_string(),
+            By::Rep => &c.rep,
+            By::Pool => &c.pool,
+            By::Segment => &c.segment,
+            By::Team => "all",
         }
     }
 }
@@ -188,15 +188,23 @@ pub fn fold(
     by: By,
     period: Option<Period>,
 ) -> BTreeMap<(String, i32), (String, Cell)> {
-    let mut out: BTreeMap<(String, i32), (String, Cell)> = BTreeMap::new();
+    // Hashed on borrowed keys while folding (tens of thousands of small cells: allocations
+    // and string comparisons were most of the time), sorted once at the end. A bucket's
+    // period and label are worked out once per bucket.
+    let mut acc: HashMap<(&str, i32), (String, Cell)> = HashMap::new();
+    let mut periods: HashMap<Bucket, (i32, String)> = HashMap::new();
     for c in cells {
-        let (idx, label) = period.map_or((0, String::new()), |p| p.of_bucket(c.bucket));
-        out.entry((by.key(c), idx))
-            .or_insert_with(|| (label, Cell::default()))
+        let (idx, label) = periods
+            .entry(c.bucket)
+            .or_insert_with(|| period.map_or((0, String::new()), |p| p.of_bucket(c.bucket)));
+        acc.entry((by.key(c), *idx))
+            .or_insert_with(|| (label.clone(), Cell::default()))
             .1
             .merge(&c.cell);
     }
-    out
+    acc.into_iter()
+        .map(|((group, idx), v)| ((group.to_string(), idx), v))
+        .collect()
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {

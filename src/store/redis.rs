@@ -172,6 +172,19 @@ impl RedisStore {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Runs a pipeline of `n` commands; an empty one answers nothing without a round trip
+    /// (Redis refuses an empty pipeline).
+    async fn query_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+        n: usize,
+    ) -> Result<Vec<T>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        pipe.query_async(&mut self.conn()).await.map_err(classify)
+    }
+
     /// The report day of `now`, which the scripts cannot work out (no time zones in Lua).
     fn today(&self, now: Timestamp) -> i32 {
         crate::store::ledger::report_day(millis(now), &self.zone)

@@ -272,6 +272,21 @@ pub async fn events_are_numbered_per_pool_and_resume(store: Arc<dyn Store>) {
 }
 
 pub async fn listings_show_inboxes_and_the_queue(store: Arc<dyn Store>) {
+    // Nothing held and nothing queued: empty pages, not errors.
+    let mut idle = rep("idle", 1);
+    idle.pool = "quiet".into();
+    store.upsert_rep(idle, t0()).await.unwrap();
+    for rep_id in [None, Some("idle".to_string())] {
+        let q = ListQuery {
+            pool: "quiet".into(),
+            rep_id,
+            states: vec![],
+            offset: 0,
+            limit: 10,
+        };
+        assert_eq!(store.list(&q).await.unwrap().items, vec![]);
+    }
+
     store.upsert_rep(rep("a", 1), t0()).await.unwrap();
     store.upsert_rep(rep("b", 1), t0()).await.unwrap();
     for (id, p) in [("h1", 0.5), ("h2", 0.5), ("q1", 0.3), ("q2", 0.9)] {

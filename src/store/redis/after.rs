@@ -243,8 +243,7 @@ impl RedisStore {
             for id in &ids {
                 pipe.cmd("HMGET").arg(keys.lead(id)).arg(&RECORD_FIELDS);
             }
-            let recs: Vec<Vec<Option<String>>> =
-                pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+            let recs: Vec<Vec<Option<String>>> = self.query_pipe(pipe, ids.len()).await?;
             for (id, f) in ids.iter().zip(recs) {
                 let rec = Record(f.into_iter().map(Option::unwrap_or_default).collect());
                 let listed = match rec.state() {
@@ -276,8 +275,7 @@ impl RedisStore {
                     .arg(keys.lead(id))
                     .arg(&["prob", "seg", "at"]);
             }
-            let recs: Vec<Vec<Option<String>>> =
-                pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+            let recs: Vec<Vec<Option<String>>> = self.query_pipe(pipe, members.len()).await?;
             for (i, (m, f)) in members.iter().zip(recs).enumerate() {
                 let id = m.split_once(':').map_or(m.as_str(), |(_, id)| id);
                 let g = |k: usize| f.get(k).cloned().flatten().unwrap_or_default();

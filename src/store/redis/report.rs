@@ -56,8 +56,7 @@ impl RedisStore {
         for b in &buckets {
             pipe.cmd("HGETALL").arg(format!("{base}{b}"));
         }
-        let hashes: Vec<Vec<(String, f64)>> =
-            pipe.query_async(&mut self.conn()).await.map_err(classify)?;
+        let hashes: Vec<Vec<(String, f64)>> = self.query_pipe(pipe, buckets.len()).await?;
         let mut out = Vec::new();
         for (b, fields) in buckets.iter().zip(hashes) {
             let bucket = Bucket::parse(b)

@@ -21,12 +21,13 @@ use crate::domain::routing::{self, CandidateRecord, RoutingPolicy, UnknownPool};
 use crate::domain::segment::{SegmentMatch, SegmentRules};
 use crate::domain::terms::SlaPolicy;
 use crate::error::{Error, Result};
-use crate::store::{Claim, ClaimRequest, Closed, Reassigned, RepStatus, Store};
+use crate::store::{Claim, ClaimRequest, Closed, Reassigned, Store};
 
 mod after;
 mod models;
 mod registry;
 mod report;
+mod team;
 pub use models::{Evidence, ModelSource, NamedRows, read_artifact};
 pub use report::{HistoryRow, ReportPolicy, ReportQuery, rep_id_of};
 
@@ -269,11 +270,19 @@ impl Engine {
 
     /// Scores and segments a lead; pure CPU, nothing stored.
     pub fn score(&self, lead: &Lead) -> Result<Decision> {
+        self.score_observed(lead, true)
+    }
+
+    /// `score`; `observe` feeds the live model's drift counters (not for imported history,
+    /// whose columns are another system's and whose time is past).
+    pub(crate) fn score_observed(&self, lead: &Lead, observe: bool) -> Result<Decision> {
         let guard = self.model.load();
         let score = match guard.as_deref() {
             Some(m) => ROW.with_borrow_mut(|row| {
                 let score = m.model.score_with(lead, row)?;
-                m.observe(&lead.id, row, score.probability);
+                if observe {
+                    m.observe(&lead.id, row, score.probability);
+                }
                 Ok::<_, Error>(score)
             })?,
             None => cold_start_score(self.parts.cold_start_base_rate),
@@ -571,68 +580,5 @@ impl Engine {
             .await?;
         moved.records.extend(ranking.rejected);
         Ok(moved)
-    }
-
-    pub async fn upsert_rep(&self, rep: Rep) -> Result<(RepStatus, Vec<Assignment>)> {
-        let rep = rep.validate()?;
-        self.check_team_limits(&rep).await?;
-        self.parts.store.upsert_rep(rep, self.now()).await
-    }
-
-    /// `routing.max_pools` and `routing.max_reps_per_pool`, checked against this replica's
-    /// snapshot of the team (replicas racing near a limit may pass it by a few).
-    async fn check_team_limits(&self, rep: &Rep) -> Result<()> {
-        let policy = &self.parts.routing;
-        let team = self.parts.store.reps().await?;
-        let others = team.iter().filter(|r| r.id != rep.id);
-        let in_pool = others.clone().filter(|r| r.pool == rep.pool).count();
-        if in_pool >= policy.max_reps_per_pool {
-            return Err(Error::ResourceExhausted(format!(
-                "pool {:?} already has {in_pool} reps (routing.max_reps_per_pool)",
-                rep.pool
-            )));
-        }
-        if in_pool == 0 {
-            let mut pools: Vec<&str> = others.map(|r| r.pool.as_str()).collect();
-            pools.sort_unstable();
-            pools.dedup();
-            if pools.len() >= policy.max_pools {
-                return Err(Error::ResourceExhausted(format!(
-                    "the team already spans {} pools (routing.max_pools)",
-                    pools.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn rep(&self, rep_id: &str) -> Result<RepStatus> {
-        validate_id("rep_id", rep_id)?;
-        self.parts
-            .store
-            .rep(rep_id, self.now())
-            .await?
-            .ok_or_else(|| Error::not_found("rep", rep_id))
-    }
-
-    pub async fn reps(&self, pool: Option<&str>) -> Result<Vec<RepStatus>> {
-        self.parts.store.rep_statuses(pool, self.now()).await
-    }
-
-    pub async fn delete_rep(&self, rep_id: &str) -> Result<()> {
-        validate_id("rep_id", rep_id)?;
-        self.parts.store.delete_rep(rep_id).await
-    }
-
-    pub async fn set_active(
-        &self,
-        rep_id: &str,
-        active: bool,
-    ) -> Result<(RepStatus, Vec<Assignment>)> {
-        validate_id("rep_id", rep_id)?;
-        self.parts
-            .store
-            .set_active(rep_id, active, self.now())
-            .await
     }
 }

@@ -276,7 +276,7 @@ impl Engine {
             } else {
                 rep_id_of(&row.rep)
             };
-            let decision = self.score(&row.lead)?;
+            let decision = self.score_observed(&row.lead, false)?;
             let segment = decision.segment.segment.clone();
             let skills = self.parts.segments.skills_for(&segment);
             let mut needs = self.parts.routing.needs(&row.lead, &segment, skills);

@@ -514,6 +514,14 @@ async fn bad_report_requests_name_the_field() {
         .unwrap()
         .into_inner();
     assert_eq!((ok.imported, ok.skipped), (1, 0));
+    // History is scored but does not feed the live model's drift counters.
+    let health = app
+        .models()
+        .get_model_health(pb::GetModelHealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.observed, 0, "{health:?}");
     let close = app
         .routing()
         .close_assignment(pb::CloseAssignmentRequest {

@@ -1,25 +1,45 @@
--- Writes an imported lead (unless its record exists) and applies the report-counter changes
--- the Rust side computed for it with ledger::tally, in one step; with no record, only the
--- counters (an unroutable lead). (Prelude: events.lua, for rpt_put.)
--- KEYS: 1 lead record, 2 held leads, 3 the pool's report-counter prefix
--- ARGV: 1 the record as a JSON object of field -> value ('' for none), 2 held-index member
---       ('' for none), then triples: bucket ("d<day>", "m<month>", "now"), field, change
--- Returns 1 when it wrote, 0 when the lead was already stored.
-RPT.base = KEYS[3]
-if ARGV[1] ~= '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-  local flat = {}
-  for k, v in pairs(cjson.decode(ARGV[1])) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
+-- Writes imported leads (each unless its record exists) and applies the report-counter
+-- changes the Rust side computed for them with ledger::tally, in one step: the changes of
+-- the leads written are summed here first, so a batch costs one HINCRBYFLOAT per counter it
+-- touches, not per lead. With no leads, only the counters (an unroutable lead).
+-- (Prelude: events.lua, for rpt_put.)
+-- KEYS: 1 held leads, 2 the pool's report-counter prefix, 3.. the leads' records
+-- ARGV: 1 JSON array, one entry per lead key: {"rec": {field: value}, "held": member or "",
+--       "d": [[bucket, field, change], ...]}; 2 JSON array of changes applied regardless
+-- Returns one 1 (written) or 0 (already stored) per lead.
+RPT.base = KEYS[2]
+local leads = cjson.decode(ARGV[1])
+local sums, order = {}, {}
+local function add(d)
+  local k = d[1] .. '\30' .. d[2]
+  if sums[k] == nil then
+    sums[k] = 0
+    order[#order + 1] = {d[1], d[2], k}
   end
-  redis.call('HSET', KEYS[1], unpack(flat))
-  if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], 0, ARGV[2]) end
+  sums[k] = sums[k] + tonumber(d[3])
 end
-for i = 3, #ARGV - 2, 3 do
-  local b = ARGV[i]
+local wrote = {}
+for i, lead in ipairs(leads) do
+  local key = KEYS[2 + i]
+  if redis.call('EXISTS', key) == 1 then
+    wrote[i] = 0
+  else
+    local flat = {}
+    for k, v in pairs(lead.rec) do
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
+    redis.call('HSET', key, unpack(flat))
+    if lead.held ~= '' then redis.call('ZADD', KEYS[1], 0, lead.held) end
+    for _, d in ipairs(lead.d) do add(d) end
+    wrote[i] = 1
+  end
+end
+for _, d in ipairs(cjson.decode(ARGV[2])) do add(d) end
+for _, o in ipairs(order) do
+  local b = o[1]
   local kind, n = string.sub(b, 1, 1), tonumber(string.sub(b, 2))
   local index = (kind == 'd' and 'days') or (kind == 'm' and 'months') or nil
-  rpt_put(b, index, n or 0, ARGV[i + 1], tonumber(ARGV[i + 2]))
+  rpt_put(b, index, n or 0, o[2], sums[o[3]])
 end
-return 1
+return wrote

@@ -17,8 +17,9 @@ use crate::store::millis;
 use super::conn::classify;
 use super::{RedisStore, keys};
 
-/// Leads per import pipeline.
-const IMPORT_PIPELINE: usize = 256;
+/// Leads per import.lua call: large enough that their counters mostly share fields, small
+/// enough that one call stays a few milliseconds of Redis time.
+const IMPORT_BATCH: usize = 200;
 
 impl RedisStore {
     /// Every cell of one pool's buckets.
@@ -88,28 +89,40 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// import.lua for leads of one pool (records, held members and their counter changes)
+    /// plus changes applied regardless.
     fn import_invocation(
         &self,
         pool: &str,
-        lead_id: &str,
-        record: &str,
-        held: &str,
-        deltas: &[Delta],
+        leads: &[(String, serde_json::Value)],
+        extra: &[Delta],
     ) -> redis::ScriptInvocation<'_> {
         let keys = self.pool(pool);
         let mut inv = self.import.prepare_invoke();
-        inv.key(keys.lead(lead_id))
-            .key(keys.k("held"))
-            .key(keys.report())
-            .arg(record)
-            .arg(held);
-        for d in deltas {
-            inv.arg(d.bucket.key())
-                .arg(format!("{}\u{1f}{}\u{1f}{}", d.metric, d.rep, d.segment))
-                .arg(d.delta.to_string());
+        inv.key(keys.k("held")).key(keys.report());
+        for (id, _) in leads {
+            inv.key(keys.lead(id));
         }
+        let entries: Vec<&serde_json::Value> = leads.iter().map(|(_, v)| v).collect();
+        inv.arg(serde_json::to_string(&entries).unwrap_or_default())
+            .arg(serde_json::to_string(&deltas_json(extra)).unwrap_or_default());
         inv
     }
+}
+
+/// Counter changes as import.lua reads them: [bucket, field, change] (the change as text, so
+/// it reaches Lua exactly).
+fn deltas_json(deltas: &[Delta]) -> Vec<[String; 3]> {
+    deltas
+        .iter()
+        .map(|d| {
+            [
+                d.bucket.key(),
+                format!("{}\u{1f}{}\u{1f}{}", d.metric, d.rep, d.segment),
+                d.delta.to_string(),
+            ]
+        })
+        .collect()
 }
 
 /// The counters of an imported lead, as the memory store records them (no queue wait).
@@ -187,8 +200,8 @@ impl ReportLedger for RedisStore {
                 delta: 1.0,
             })
             .to_vec();
-        let _: i64 = self
-            .import_invocation(pool, "", "", "", &deltas)
+        let _: Vec<i64> = self
+            .import_invocation(pool, &[], &deltas)
             .invoke_async(&mut self.conn())
             .await
             .map_err(classify)?;
@@ -199,78 +212,57 @@ impl ReportLedger for RedisStore {
         let zone = self.zone.clone();
         let day = |ms: i64| report_day(ms, &zone);
         let mut out = Imported::default();
-        let mut invs = Vec::new();
-        for chunk in leads.chunks(IMPORT_PIPELINE) {
-            let mut pipe = redis::pipe();
-            let mut sent = 0;
-            // One call first: EVALSHA loads the script where it is missing, which a pipeline
-            // of bare EVALSHAs cannot (on a cluster a later NOSCRIPT falls back to calls).
-            let mut first = None;
-            for h in chunk {
-                let Some(at) = h.assigned_at_ms.or(h.closed.map(|c| c.1)) else {
-                    out.skipped += 1;
-                    continue;
-                };
-                let ctx = &h.context;
-                self.register_pool(&ctx.needs.pool).await?;
-                let ctx_json = serde_json::to_string(ctx)
-                    .map_err(|e| Error::Internal(format!("lead context: {e}")))?;
-                let mut record = serde_json::json!({
-                    "state": "open",
-                    "rep": h.rep_id,
-                    "prob": ctx.probability.to_string(),
-                    "seg": ctx.segment,
-                    "at": at.to_string(),
-                    "ad": day(at).to_string(),
-                    "ev": ctx.expected_value.to_string(),
-                    "ctx": ctx_json,
-                    "grp": keys::group_id(&ctx.needs.required_skills),
-                    "imp": "1",
-                });
-                let mut held = format!("{}\0{}", h.rep_id, ctx.lead.id);
-                if let Some((o, closed_at)) = h.closed {
-                    record["state"] = "closed".into();
-                    record["cat"] = closed_at.to_string().into();
-                    record["outcome"] = super::reply::outcome_str(o).into();
-                    held.clear();
-                }
-                let deltas = import_deltas(h, at, day);
-                let inv = self.import_invocation(
-                    &ctx.needs.pool,
-                    &ctx.lead.id,
-                    &record.to_string(),
-                    &held,
-                    &deltas,
-                );
-                if first.is_none() {
-                    first = Some(inv.invoke_async(&mut self.conn()).await.map_err(classify)?);
-                } else {
-                    pipe.invoke_script(&inv);
-                    invs.push(inv);
-                    sent += 1;
-                }
+        // One script call per pool and chunk: records, held members and summed counters.
+        let mut by_pool: std::collections::BTreeMap<String, Vec<(String, serde_json::Value)>> =
+            Default::default();
+        for h in &leads {
+            let Some(at) = h.assigned_at_ms.or(h.closed.map(|c| c.1)) else {
+                out.skipped += 1;
+                continue;
+            };
+            let ctx = &h.context;
+            let ctx_json = serde_json::to_string(ctx)
+                .map_err(|e| Error::Internal(format!("lead context: {e}")))?;
+            let mut rec = serde_json::json!({
+                "state": "open",
+                "rep": h.rep_id,
+                "prob": ctx.probability.to_string(),
+                "seg": ctx.segment,
+                "at": at.to_string(),
+                "ad": day(at).to_string(),
+                "ev": ctx.expected_value.to_string(),
+                "ctx": ctx_json,
+                "grp": keys::group_id(&ctx.needs.required_skills),
+                "imp": "1",
+            });
+            let mut held = format!("{}\0{}", h.rep_id, ctx.lead.id);
+            if let Some((o, closed_at)) = h.closed {
+                rec["state"] = "closed".into();
+                rec["cat"] = closed_at.to_string().into();
+                rec["outcome"] = super::reply::outcome_str(o).into();
+                held.clear();
             }
-            let mut wrote: Vec<i64> = first.into_iter().collect();
-            if sent > 0 {
-                match pipe.query_async::<Vec<i64>>(&mut self.conn()).await {
-                    Ok(w) => wrote.extend(w),
-                    Err(e) if e.to_string().contains("NoScript") => {
-                        // A replay returns 0 for a lead the pipeline did write: the count can
-                        // read low after this fallback, never the data.
-                        for inv in &invs {
-                            wrote.push(inv.invoke_async(&mut self.conn()).await.map_err(classify)?);
-                        }
-                    }
-                    Err(e) => return Err(classify(e)),
-                }
-            }
-            invs.clear();
-            for w in wrote {
-                if w == 1 {
-                    out.imported += 1;
-                } else {
-                    out.skipped += 1;
-                }
+            let entry = serde_json::json!({
+                "rec": rec,
+                "held": held,
+                "d": deltas_json(&import_deltas(h, at, day)),
+            });
+            by_pool
+                .entry(ctx.needs.pool.clone())
+                .or_default()
+                .push((ctx.lead.id.clone(), entry));
+        }
+        for (pool, entries) in by_pool {
+            self.register_pool(&pool).await?;
+            for chunk in entries.chunks(IMPORT_BATCH) {
+                let wrote: Vec<i64> = self
+                    .import_invocation(&pool, chunk, &[])
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(classify)?;
+                let n = wrote.iter().filter(|w| **w == 1).count() as u64;
+                out.imported += n;
+                out.skipped += wrote.len() as u64 - n;
             }
         }
         self.tick();

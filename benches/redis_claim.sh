@@ -15,8 +15,14 @@ redis-server --port 0 --unixsocket "$sock" --dir "$dir" --save "" --appendonly n
 trap 'redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-# The service prefixes each script with events.lua (event append, helpers), as here.
-claim=$(redis-cli -s "$sock" script load "$(cat src/store/redis/events.lua; echo; cat src/store/redis/claim.lua)")
+# The service prefixes each script with events.lua (event append, report counters, helpers),
+# as here. NO_COUNTERS=1 stubs the report counters out, to measure what they cost.
+prelude=$(cat src/store/redis/events.lua)
+if [ "${NO_COUNTERS:-0}" = 1 ]; then
+  prelude=${prelude/local function rpt_tally(t)/local function rpt_tally(t) do return end}
+fi
+claim=$(redis-cli -s "$sock" script load "$prelude
+$(cat src/store/redis/claim.lua)")
 noop=$(redis-cli -s "$sock" script load "return 1")
 p='lr:{default}'
 # The pool's rep table: 20 reps in slots 0..19 (generation 1, capacity 10^9, no quota), one
@@ -54,11 +60,12 @@ rps() { # prints "requests/s server-us-per-call" of a redis-benchmark run
 }
 ping=$(rps ping)
 noop_rps=$(rps evalsha "$noop" 0)
-keys=(11 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots" "$p:gq:g" "$p:groups"
-  "$p:events" "$p:evseq" "$p:due" "$p:held")
+keys=(12 "$p:lead:__rand_int__" "$p:table" "$p:queue" "$p:seq" "$p:slots" "$p:gq:g" "$p:groups"
+  "$p:events" "$p:evseq" "$p:due" "$p:held" "$p:rpt:")
 # After the candidates: group, its skills, offer ms, SLA ms, event retention (count, age ms),
-# event reason, max offers. SLA_MS=300000 measures a claim that also sets a deadline.
-tail_args=(g '["language:en"]' "${OFFER_MS:-0}" "${SLA_MS:-0}" 100000 604800000 "" 3)
+# event reason, max offers, queue TTL ms, report day (20785 = 2026-11-28), expected value.
+# SLA_MS=300000 measures a claim that also sets a deadline.
+tail_args=(g '["language:en"]' "${OFFER_MS:-0}" "${SLA_MS:-0}" 100000 604800000 "" 3 0 20785 0)
 claim_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$distinct" "${tail_args[@]}")
 tied_rps=$(rps evalsha "$claim" "${keys[@]}" new "__rand_int__" 1795838400000 0.1234 nurture "$ctx" "" "$tied" "${tail_args[@]}")
 assigned=$(redis-cli -s "$sock" eval "local t, n = redis.call('GET', KEYS[1]), 0

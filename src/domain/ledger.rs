@@ -16,8 +16,7 @@ pub mod m {
     pub const SUBMITTED: Metric = 0;
     /// Leads a rep started working: assigned directly or an accepted offer.
     pub const ASSIGNED: Metric = 1;
-    /// Σp of those.
-    pub const ASSIGNED_P: Metric = 2;
+    // 2 is retired (Σp of assignments: no report read it, and every claim paid for it).
     pub const OFFERED: Metric = 3;
     pub const ACCEPTED: Metric = 4;
     pub const DECLINED: Metric = 5;
@@ -60,7 +59,7 @@ pub mod m {
 /// Time-in-stage histograms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Queued until a rep took it (0 for a lead assigned on arrival).
+    /// Queued until a rep took it (leads that waited; one assigned on arrival has no wait).
     QueueWait = 0,
     /// Offered until accepted.
     ToAccept = 1,
@@ -290,14 +289,13 @@ pub fn tally(t: &Tick, day: impl Fn(i64) -> i32) -> Vec<Delta> {
     let hist = |s: Stage, ms: i64| m::HIST + s as u16 * m::HIST_BUCKETS + hist_bucket(ms);
     match t.kind {
         EventKind::Assigned | EventKind::Offered => {
-            let wait = t
-                .before
-                .as_ref()
-                .map_or(0, |h| t.at_ms.saturating_sub(h.since_ms));
-            add(today, &t.rep, hist(Stage::QueueWait, wait), 1.0);
+            // Only a lead that waited has a queue wait: the claim on arrival stays cheap.
+            if let Some(h) = &t.before {
+                let wait = t.at_ms.saturating_sub(h.since_ms);
+                add(today, &t.rep, hist(Stage::QueueWait, wait), 1.0);
+            }
             if t.kind == EventKind::Assigned {
                 add(today, &t.rep, m::ASSIGNED, 1.0);
-                add(today, &t.rep, m::ASSIGNED_P, p);
             } else {
                 add(today, &t.rep, m::OFFERED, 1.0);
             }
@@ -305,7 +303,6 @@ pub fn tally(t: &Tick, day: impl Fn(i64) -> i32) -> Vec<Delta> {
         EventKind::Accepted => {
             add(today, &t.rep, m::ACCEPTED, 1.0);
             add(today, &t.rep, m::ASSIGNED, 1.0);
-            add(today, &t.rep, m::ASSIGNED_P, p);
             let waited = t.at_ms.saturating_sub(t.held_since_ms);
             add(today, &t.rep, hist(Stage::ToAccept, waited), 1.0);
         }

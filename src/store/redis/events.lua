@@ -127,19 +127,15 @@ local function rpt_tally(t)
   if t.new then rpt_add(today, '', seg, 0, 1) end
   local k = t.k
   if k == 'assigned' or k == 'offered' then
-    local wait = 0
-    if t.bf then wait = now - tonumber(t.bf.at) end
-    rpt_add(today, rep, seg, rpt_hist(0, wait), 1)
+    if t.bf then rpt_add(today, rep, seg, rpt_hist(0, now - tonumber(t.bf.at)), 1) end
     if k == 'assigned' then
       rpt_add(today, rep, seg, 1, 1)
-      rpt_add(today, rep, seg, 2, p)
     else
       rpt_add(today, rep, seg, 3, 1)
     end
   elseif k == 'accepted' then
     rpt_add(today, rep, seg, 4, 1)
     rpt_add(today, rep, seg, 1, 1)
-    rpt_add(today, rep, seg, 2, p)
     rpt_add(today, rep, seg, rpt_hist(1, now - tonumber(t.held)), 1)
   elseif k == 'declined' then rpt_add(today, rep, seg, 5, 1)
   elseif k == 'expired' then rpt_add(today, rep, seg, 6, 1)

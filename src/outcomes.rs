@@ -7,14 +7,25 @@ use crate::domain::lead::AttrValue;
 use crate::training::Table;
 
 /// Metadata columns start with `_`; `train` never infers features from such columns.
-pub const META_COLUMNS: [&str; 6] = [
+pub const META_COLUMNS: [&str; 10] = [
     "_lead_id",
     "_rep_id",
     "_closed_at",
     "_probability",
     "_segment",
     "_model_version",
+    "_pool",
+    "_assigned_at",
+    "_contacted_at",
+    "_value",
 ];
+
+/// An instant (ms) as RFC 3339, empty when unknown.
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
 
 fn cell(v: &AttrValue) -> String {
     match v {
@@ -60,16 +71,17 @@ pub fn table(records: &[OutcomeRecord], include_returned: bool) -> Table {
     let rows = rows
         .iter()
         .map(|r| {
-            let closed = jiff::Timestamp::from_millisecond(r.closed_at_ms)
-                .map(|t| t.to_string())
-                .unwrap_or_default();
             let mut rec = vec![
                 text(&r.context.lead.id),
                 text(&r.rep_id),
-                closed,
+                time(Some(r.closed_at_ms)),
                 r.context.probability.to_string(),
                 text(&r.context.segment),
                 text(&r.context.model_version),
+                text(&r.context.needs.pool),
+                time(r.assigned_at_ms),
+                time(r.contacted_at_ms),
+                r.value.map(|v| v.to_string()).unwrap_or_default(),
                 r.outcome.as_str().to_string(),
             ];
             rec.extend(attrs.iter().map(|a| {
@@ -141,6 +153,9 @@ mod tests {
             rep_id: "-rep".into(),
             outcome: Outcome::Won,
             closed_at_ms: 0,
+            assigned_at_ms: Some(-1000),
+            contacted_at_ms: None,
+            value: Some(1200.5),
         };
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("o.csv");
@@ -157,5 +172,9 @@ mod tests {
         assert_eq!(get("tab"), "'\tx");
         assert_eq!(get("rate"), "-1.8");
         assert_eq!(get("job"), "admin.");
+        // Times as RFC 3339 (none: empty), the value as a number.
+        assert_eq!(get("_assigned_at"), "1969-12-31T23:59:59Z");
+        assert_eq!(get("_contacted_at"), "");
+        assert_eq!(get("_value"), "1200.5");
     }
 }

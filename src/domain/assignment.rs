@@ -174,6 +174,14 @@ pub struct OutcomeRecord {
     pub rep_id: String,
     pub outcome: Outcome,
     pub closed_at_ms: i64,
+    /// When the closing rep took the lead (None: closed while queued), when it was first
+    /// contacted, and the deal's value (CloseAssignment's).
+    #[serde(default)]
+    pub assigned_at_ms: Option<i64>,
+    #[serde(default)]
+    pub contacted_at_ms: Option<i64>,
+    #[serde(default)]
+    pub value: Option<f64>,
 }
 
 /// A past lead from a CRM's history (`import-history`): who had it, when, and how it ended.

@@ -124,6 +124,9 @@ impl MemoryStore {
                 rep_id: closed.rep_id.clone(),
                 outcome,
                 closed_at_ms: millis(now),
+                assigned_at_ms: (!closed.rep_id.is_empty()).then_some(held_since),
+                contacted_at_ms: closed.contacted_at_ms,
+                value,
             });
             if s.outcomes.len() > self.max_leads {
                 s.forget_oldest_outcome();

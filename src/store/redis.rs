@@ -568,6 +568,9 @@ impl CapacityStore for RedisStore {
                     rep_id: get("rep"),
                     outcome,
                     closed_at_ms: num(&get("closed_at")).unwrap_or(0),
+                    assigned_at_ms: num(&get("at")),
+                    contacted_at_ms: num(&get("ct")),
+                    value: get("v").parse().ok(),
                 });
             }
         }

@@ -353,7 +353,7 @@ async fn closed_outcomes_export_as_a_training_csv() {
         .map(str::to_string)
         .collect();
     assert_eq!(
-        &header[..7],
+        &header[..11],
         [
             "_lead_id",
             "_rep_id",
@@ -361,12 +361,16 @@ async fn closed_outcomes_export_as_a_training_csv() {
             "_probability",
             "_segment",
             "_model_version",
+            "_pool",
+            "_assigned_at",
+            "_contacted_at",
+            "_value",
             "outcome"
         ]
     );
     assert!(header.contains(&"age".to_string()) && header.contains(&"industry".to_string()));
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let got: Vec<(&str, &str)> = rows.iter().map(|r| (&r[0], &r[6])).collect();
+    let got: Vec<(&str, &str)> = rows.iter().map(|r| (&r[0], &r[10])).collect();
     assert_eq!(
         got,
         [("w", "won"), ("l", "lost")],

@@ -156,6 +156,21 @@ pub async fn the_ledger_matches_the_reference_store(store: Arc<dyn Store>) {
             assert!((g.5 - w.5).abs() < 1e-9, "{grain:?} {g:?} vs {w:?}");
         }
     }
+    // Outcomes keep when the rep took the lead, first contact and the deal's value.
+    let outcomes = store.outcomes().await.unwrap();
+    let find = |id: &str| outcomes.iter().find(|o| o.context.lead.id == id).unwrap();
+    let ms = |h: i64| Some(at(h).as_millisecond());
+    let l1 = find("l1");
+    assert_eq!(
+        (l1.assigned_at_ms, l1.contacted_at_ms, l1.value),
+        (ms(0), ms(2), Some(500.0))
+    );
+    let l4 = find("l4");
+    assert_eq!(
+        (l4.assigned_at_ms, l4.contacted_at_ms, l4.value),
+        (None, None, None),
+        "closed queued"
+    );
     // And the figures themselves.
     let months = rows(
         store

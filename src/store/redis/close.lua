@@ -50,7 +50,8 @@ end
 redis.call('HSET', KEYS[1], 'state', 'closed', 'rep', rep, 'cat', ARGV[2], 'outcome', ARGV[1])
 if rec[15] ~= '1' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
-    'lead', ARGV[3], 'rep', rep, 'outcome', ARGV[1], 'closed_at', ARGV[2], 'ctx', rec[9] or '{}')
+    'lead', ARGV[3], 'rep', rep, 'outcome', ARGV[1], 'closed_at', ARGV[2], 'ctx', rec[9] or '{}',
+    'at', rep ~= '' and rec[5] or '', 'ct', rec[10] or '', 'v', ARGV[9])
 end
 local at = redis.call('HGET', KEYS[1], 'at')
 emit(KEYS[7], KEYS[8], ARGV[5], ARGV[6], ARGV[2], {k = 'closed', l = ARGV[3], r = rep,

@@ -238,7 +238,9 @@ impl App {
             let every = Duration::from_millis(self.settings.model.watch_ms);
             tokio::spawn(watch_model_file(self.engine.clone(), every));
         }
-        tracing::info!(%addr, model = ?self.engine.model().map(|m| m.model.version().to_string()), "leadrouter serving");
+        let model = self.engine.model().map(|m| m.model.version().to_string());
+        let model = model.as_deref().unwrap_or("none");
+        tracing::info!(%addr, model, "leadrouter serving");
         tokio::pin!(server);
         tokio::select! {
             r = &mut server => r.context("server failed"),
@@ -285,7 +287,7 @@ fn reload(
                 trigger,
                 path = %path.display(),
                 version = %swap.gate.candidate_version,
-                previous = ?swap.previous,
+                previous = swap.previous.as_deref().unwrap_or("none"),
                 "model swapped"
             );
             Some(swap)
@@ -316,7 +318,7 @@ async fn follow_registry(engine: Arc<Engine>, every: Duration) {
         match engine.sync_from_registry().await {
             Ok(Some(swap)) => tracing::info!(
                 version = %swap.gate.candidate_version,
-                previous = ?swap.previous,
+                previous = swap.previous.as_deref().unwrap_or("none"),
                 "model swapped (registry)"
             ),
             Ok(None) => {}

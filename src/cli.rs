@@ -365,10 +365,25 @@ async fn export_to(
     crate::outcomes::write_csv(&records, out, include_returned).map_err(anyhow::Error::msg)
 }
 
+/// A command whose reader went away (`leadrouter report ... | head`) ends quietly, as other
+/// Unix tools do, instead of failing on the next write. Not for `serve`: Rust ignores SIGPIPE
+/// so that a peer closing a socket is an error on that socket, not the server's death.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: resetting a signal's disposition to its default before any other thread writes
+    // to a pipe; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line and runs it.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    if !matches!(command, Command::Serve(_)) {
+        die_quietly_on_a_closed_pipe();
+    }
+    match command {
         Command::Serve(a) => serve(a).await,
         Command::Train(a) => {
             let a = outcomes_as_data(a).await?;

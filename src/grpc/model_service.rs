@@ -113,7 +113,7 @@ impl ModelApi {
                 .into());
             }
             let swap = self.engine.rollback().await?;
-            tracing::info!(previous = ?swap.previous, version = %swap.gate.candidate_version,
+            tracing::info!(previous = swap.previous.as_deref().unwrap_or("none"), version = %swap.gate.candidate_version,
                 "model rolled back (ReloadModel)");
             return Ok(self.answer(&swap, self.engine.registry_generation()));
         }
@@ -150,7 +150,7 @@ impl ModelApi {
             .inspect_err(|e| tracing::warn!(error = %e, "ReloadModel refused"))?;
         tracing::info!(
             version = %swap.gate.candidate_version,
-            previous = ?swap.previous,
+            previous = swap.previous.as_deref().unwrap_or("none"),
             forced = swap.forced,
             "model swapped (ReloadModel)"
         );

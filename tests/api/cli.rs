@@ -282,3 +282,68 @@ fn online_shoppers_clears_the_auc_bar_with_cv_and_class_weights() {
     );
     assert!((linfa.holdout.auc - tuned.holdout.auc).abs() < 0.001);
 }
+
+/// `leadrouter ... | head`: a reader that went away ends the command quietly (SIGPIPE, as
+/// other Unix tools), not with a panic and a backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["keys", "new", "--role", "crm"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}
+
+/// Plain logs written to a file (not a terminal) carry no colour codes, and optional values
+/// are written as values, not as Rust's `Some("...")`.
+#[test]
+fn plain_logs_to_a_file_have_no_colour_and_no_debug_options() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .arg("serve")
+        .current_dir(repo_path(""))
+        .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+        .env("LEADROUTER__MODEL__DIR", model_dir())
+        .env("LEADROUTER__LOG__FORMAT", "pretty")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let serving = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(l) if l.contains("leadrouter serving") => break l,
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no serving line ({e}): {seen:?}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.push(serving.clone());
+    assert!(seen.iter().all(|l| !l.contains('\u{1b}')), "{seen:?}");
+    assert!(
+        serving.contains("model=") && !serving.contains("Some("),
+        "{serving}"
+    );
+}

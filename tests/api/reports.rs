@@ -7,15 +7,11 @@ use leadrouter::grpc::pb;
 
 use crate::helpers::*;
 
-/// splitmix64 as a uniform in [0, 1): seeded outcomes.
-struct Rng(u64);
+/// A seeded uniform in [0, 1), from the training split's PRNG.
+struct Rng(leadrouter::training::split::SplitMix64);
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -201,7 +197,7 @@ async fn simulate(
         .map(|(l, _)| l)
         .collect();
     let answers = submit_stream(&app, leads).await;
-    let mut rng = Rng(seed);
+    let mut rng = Rng(leadrouter::training::split::SplitMix64::new(seed));
     let (mut sum_p, mut wins) = (0.0, 0.0);
     let mut routing = app.routing();
     for a in answers {

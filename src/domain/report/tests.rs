@@ -1,14 +1,10 @@
 use super::*;
 
-/// splitmix64, as a uniform in [0, 1).
-struct Rng(u64);
+/// A seeded uniform in [0, 1), from the training split's PRNG.
+struct Rng(crate::training::split::SplitMix64);
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -35,7 +31,7 @@ fn periods_are_labelled_and_bounded() {
 /// probability lists (few leads, skewed low probabilities, mixed).
 #[test]
 fn the_wins_interval_covers_about_80_percent() {
-    let mut rng = Rng(42);
+    let mut rng = Rng(crate::training::split::SplitMix64::new(42));
     for (n, lo_p, hi_p) in [
         (30, 0.01, 0.2),
         (200, 0.05, 0.6),

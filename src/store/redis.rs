@@ -30,6 +30,8 @@ mod conn;
 mod directory;
 mod drain;
 mod keys;
+mod lookup;
+use lookup::found;
 mod registry;
 mod replock;
 mod reply;
@@ -39,7 +41,7 @@ pub use conn::{Conn, classify, redact};
 use directory::{Directory, watch_directory};
 use keys::PoolKeys;
 use reply::{
-    ClaimReply, CloseReply, Head, Listed, Record, candidate_list, num, outcome_str, parse_outcome,
+    ClaimReply, CloseReply, Head, Listed, candidate_list, num, outcome_str, parse_outcome,
 };
 
 /// Helpers (event append, held-index member, load release) prepended to the scripts below.
@@ -55,17 +57,6 @@ fn script(body: &str) -> Script {
 }
 /// Outcome streams keep about this many entries per pool.
 const STREAM_MAXLEN: u64 = 1_000_000;
-/// Lead record fields `find` reads: the first seven and the last three make a `Record`.
-const FIND_FIELDS: [&str; 12] = [
-    "state", "rep", "prob", "seg", "at", "cat", "outcome", "qm", "grp", "dl", "ct", "br",
-];
-
-/// A found lead's record (from `FIND_FIELDS`) and its group id.
-fn found(f: &[Option<String>]) -> (Record, String) {
-    let g = |i: usize| f.get(i).cloned().flatten().unwrap_or_default();
-    let rec = [0, 1, 2, 3, 4, 5, 6, 9, 10, 11].map(g).to_vec();
-    (Record(rec), g(8))
-}
 
 /// How often replicas look for directory changes.
 const DIRECTORY_POLL: Duration = Duration::from_millis(250);
@@ -172,24 +163,6 @@ impl RedisStore {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Runs a pipeline of `n` commands; an empty one answers nothing without a round trip
-    /// (Redis refuses an empty pipeline).
-    async fn query_pipe<T: redis::FromRedisValue>(
-        &self,
-        pipe: redis::Pipeline,
-        n: usize,
-    ) -> Result<Vec<T>> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        pipe.query_async(&mut self.conn()).await.map_err(classify)
-    }
-
-    /// The report day of `now`, which the scripts cannot work out (no time zones in Lua).
-    fn today(&self, now: Timestamp) -> i32 {
-        crate::store::ledger::report_day(millis(now), &self.zone)
-    }
-
     /// Runs close.lua for a known lead; `mode` "expire" closes only a lead queued past its TTL.
     async fn run_close(
         &self,
@@ -219,32 +192,6 @@ impl RedisStore {
             .map_err(classify)?;
         self.tick();
         Ok((pool, r))
-    }
-
-    /// The pool, record and group id of a lead that must exist (NOT_FOUND otherwise).
-    async fn find_known(&self, lead_id: &str) -> Result<(String, Record, String)> {
-        let (pool, f) = self
-            .find(lead_id)
-            .await?
-            .ok_or_else(|| Error::not_found("lead", lead_id))?;
-        let (rec, group) = found(&f);
-        Ok((pool, rec, group))
-    }
-
-    /// Finds the pool holding a lead and the lead's record fields (`FIND_FIELDS`).
-    async fn find(&self, lead_id: &str) -> Result<Option<(String, Vec<Option<String>>)>> {
-        for pool in self.pools().await? {
-            let fields: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.pool(&pool).lead(lead_id))
-                .arg(&FIND_FIELDS)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(classify)?;
-            if fields[0].is_some() {
-                return Ok(Some((pool, fields)));
-            }
-        }
-        Ok(None)
     }
 
     async fn run_claim(

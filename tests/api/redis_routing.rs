@@ -423,33 +423,13 @@ async fn redis_auth_is_used_from_the_url() {
 async fn rediss_with_auth_and_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ])
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // A private CA and a leaf for 127.0.0.1 (webpki refuses a self-signed CA as a leaf).
+    let ca = crate::tls::Ca::new();
+    let (leaf, leaf_key) = ca.issue("127.0.0.1");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&cert, leaf).unwrap();
+    std::fs::write(&key, leaf_key).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
     let tls_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port().to_string()
@@ -465,14 +445,14 @@ async fn rediss_with_auth_and_a_private_ca() {
             "--tls-key-file",
             key.to_str().unwrap(),
             "--tls-ca-cert-file",
-            cert.to_str().unwrap(),
+            ca_file.to_str().unwrap(),
             "--tls-auth-clients",
             "no",
         ],
         false,
     );
     let mut settings = redis_settings(&format!("rediss://:s3cret@127.0.0.1:{tls_port}"));
-    settings.store.tls_ca_file = cert.display().to_string();
+    settings.store.tls_ca_file = ca_file.display().to_string();
     let app = spawn_with(settings).await;
     app.add_rep(rep("r", 2, &[])).await;
     let d = submit(&app, good_lead("tls-1")).await.unwrap();

@@ -96,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         .map_or(Ok(1_000_000), |a| a.parse())?;
     let mut settings = Settings::load(None).map_err(anyhow::Error::msg)?;
     settings.server.addr = "127.0.0.1:0".into();
+    settings.admin.addr = String::new();
     settings.reps.file = String::new();
     let store = std::env::var("REPORT_REDIS_URL").ok();
     if let Some(url) = &store {

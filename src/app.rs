@@ -16,6 +16,9 @@ use crate::grpc;
 
 pub struct App {
     listener: TcpListener,
+    /// The admin HTTP listener (`admin.addr`), if any.
+    admin: Option<TcpListener>,
+    metrics: Arc<crate::observe::Metrics>,
     engine: Arc<Engine>,
     settings: Settings,
     gate: Arc<crate::auth::Gate>,
@@ -32,9 +35,11 @@ impl App {
     /// Opens the store, seeds reps, loads the model and binds the socket.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<App> {
         let zone = settings.report.zone().map_err(anyhow::Error::msg)?;
+        let metrics = Arc::new(crate::observe::Metrics::new());
         let store = crate::store::open(&settings.store, settings.events.retention(), zone.clone())
             .await
             .map_err(anyhow::Error::msg)?;
+        let store = crate::store::observed::Observed::wrap(store, metrics.clone());
         let model_path =
             Some(PathBuf::from(&settings.model.path)).filter(|p| !p.as_os_str().is_empty());
         let model_dir = match settings.model.dir.trim() {
@@ -68,6 +73,7 @@ impl App {
                     .unwrap_or(i64::MAX / 2_000)
                     .saturating_mul(1000),
             },
+            metrics: metrics.clone(),
         }));
         if !settings.reps.file.is_empty() {
             let (reps, targets) = read_team(Path::new(&settings.reps.file))?;
@@ -119,10 +125,18 @@ impl App {
         let listener = TcpListener::bind(&settings.server.addr)
             .await
             .with_context(|| format!("cannot bind {}", settings.server.addr))?;
+        let admin = match settings.admin.addr.trim() {
+            "" => None,
+            a => Some(TcpListener::bind(a).await.with_context(|| {
+                format!("cannot bind admin.addr {a} (set another, or \"\" for no admin listener)")
+            })?),
+        };
         let gate = auth_gate(&settings, listener.local_addr()?)?;
         let tls = tls(&settings.server)?;
         Ok(App {
             listener,
+            admin,
+            metrics,
             engine,
             settings,
             gate,
@@ -138,6 +152,11 @@ impl App {
 
     pub fn port(&self) -> u16 {
         self.local_addr().port()
+    }
+
+    /// The admin listener's address (/metrics, /healthz, /readyz), when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn engine(&self) -> Arc<Engine> {
@@ -175,11 +194,15 @@ impl App {
         .add_service(reflection_alpha);
         let grace = Duration::from_millis(s.shutdown_grace_ms);
         let stopping = Arc::new(tokio::sync::Notify::new());
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = {
-            let (health, stopping) = (health.clone(), stopping.clone());
+            let (health, stopping, ready) = (health.clone(), stopping.clone(), ready.clone());
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
+                ready.store(false, std::sync::atomic::Ordering::Release);
+                let _ = admin_stop.send(());
                 for name in grpc::SERVICE_NAMES.into_iter().chain([""]) {
                     health
                         .set_service_status(name, ServingStatus::NotServing)
@@ -189,6 +212,7 @@ impl App {
             }
         };
         let addr = self.local_addr();
+        let admin_addr = self.admin_addr();
         let (hup_tx, hup) = tokio::sync::watch::channel(0u64);
         if let Some(tls) = &self.tls {
             let every = Duration::from_secs(1);
@@ -210,6 +234,11 @@ impl App {
             tokio::spawn(crate::auth::watch_keys(gate, path, every, hup.clone()));
         }
         let server = tonic::transport::Server::builder()
+            // Outermost: refusals by auth and limits are logged and counted too.
+            .layer(crate::observe::layer::ObserveLayer {
+                metrics: self.metrics.clone(),
+                log_requests: self.settings.log.requests,
+            })
             .layer(crate::auth::AuthLayer {
                 gate: self.gate.clone(),
             })
@@ -229,6 +258,24 @@ impl App {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        ready.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(listener) = self.admin {
+            let admin = crate::observe::admin::Admin {
+                engine: self.engine.clone(),
+                metrics: self.metrics.clone(),
+                ready: ready.clone(),
+                per_rep_max: self.settings.admin.per_rep_max_reps,
+            };
+            let stop = async move {
+                let _ = admin_stopped.await;
+            };
+            tokio::spawn(async move {
+                if let Err(e) = crate::observe::admin::serve(listener, admin, stop).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            });
+        }
+        tokio::spawn(upkeep(self.metrics.clone()));
         tokio::spawn(watch_store(self.engine.clone(), health.clone()));
         tokio::spawn(reload_on_sighup(self.engine.clone(), hup_tx));
         let every = Duration::from_millis(self.settings.model.registry_poll_ms.max(50));
@@ -240,7 +287,8 @@ impl App {
         }
         let model = self.engine.model().map(|m| m.model.version().to_string());
         let model = model.as_deref().unwrap_or("none");
-        tracing::info!(%addr, model, "leadrouter serving");
+        let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+        tracing::info!(%addr, admin, model, "leadrouter serving");
         tokio::pin!(server);
         tokio::select! {
             r = &mut server => r.context("server failed"),
@@ -249,6 +297,14 @@ impl App {
                 Ok(())
             }
         }
+    }
+}
+
+/// Folds histogram samples into buckets every few seconds, scraped or not.
+async fn upkeep(metrics: Arc<crate::observe::Metrics>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        metrics.upkeep();
     }
 }
 

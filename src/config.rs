@@ -25,6 +25,16 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub drift: DriftSettings,
     pub report: ReportSettings,
+    pub admin: AdminSettings,
+}
+
+/// `[admin]`: the HTTP listener for Prometheus and load-balancer probes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    /// host:port of /metrics, /healthz and /readyz; empty: no admin listener.
+    pub addr: String,
+    /// Per-rep series (load, capacity, quota use) only for pools of at most this many reps.
+    pub per_rep_max_reps: usize,
 }
 
 /// `[report]`: how reports count.
@@ -119,6 +129,8 @@ pub struct ServerSettings {
 pub struct LogSettings {
     pub format: String,
     pub filter: String,
+    /// One info line per finished request (method, lead, rep, pool, code, latency).
+    pub requests: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

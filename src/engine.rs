@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 
 use crate::domain::assignment::LeadContext;
-use crate::domain::assignment::{Assignment, LeadState, Outcome};
+use crate::domain::assignment::{Assignment, AssignmentState, LeadState, Outcome};
 use crate::domain::drift::{DriftReport, LiveDrift};
 use crate::domain::features::Clipped;
 use crate::domain::gate::GateReport;
@@ -146,6 +146,8 @@ pub struct EngineParts {
     pub sla: SlaPolicy,
     /// `[report]`: zone, value attribute, currency.
     pub report: ReportPolicy,
+    /// Counters of scored and routed leads.
+    pub metrics: Arc<crate::observe::Metrics>,
 }
 
 pub struct Engine {
@@ -270,6 +272,7 @@ impl Engine {
 
     /// Scores and segments a lead; pure CPU, nothing stored.
     pub fn score(&self, lead: &Lead) -> Result<Decision> {
+        crate::observe::annotate(&lead.id, None, None);
         self.score_observed(lead, true)
     }
 
@@ -287,12 +290,18 @@ impl Engine {
             })?,
             None => cold_start_score(self.parts.cold_start_base_rate),
         };
-        Ok(self.decide(lead, score))
+        Ok(self.decide(lead, score, observe))
     }
 
-    /// The decision of a scored lead before routing: its segment by the rules.
-    fn decide(&self, lead: &Lead, score: Score) -> Decision {
+    /// The decision of a scored lead before routing: its segment by the rules. `observe`:
+    /// counted in the metrics (live traffic, not imported history).
+    fn decide(&self, lead: &Lead, score: Score, observe: bool) -> Decision {
         let segment = self.parts.segments.classify(lead, score.probability);
+        if observe {
+            self.parts
+                .metrics
+                .scored(&segment.segment, score.probability);
+        }
         Decision {
             lead_id: lead.id.clone(),
             required_skills: Vec::new(),
@@ -309,10 +318,34 @@ impl Engine {
         let (decision, p) = self.prepare(lead, decision, &reps, self.now())?;
         if !self.claims(&p).await? {
             self.note_unroutable(&p).await;
-            return Ok(unroutable(decision, p));
+            return Ok(self.routed(unroutable(decision, p)));
         }
         let claim = self.parts.store.claim(p.req.clone()).await?;
-        Ok(finish(decision, claim, p))
+        Ok(self.routed(finish(decision, claim, p)))
+    }
+
+    /// Counts a submitted lead's routing (a replay was counted the first time) and names its
+    /// lead, rep and pool on the request's span.
+    fn routed(&self, d: Decision) -> Decision {
+        let Some(r) = &d.routing else {
+            return d;
+        };
+        let (status, rep) = match &r.status {
+            RoutingStatus::Assigned(a) if a.state == AssignmentState::Offered => {
+                ("offered", Some(a.rep_id.as_str()))
+            }
+            RoutingStatus::Assigned(a) => ("assigned", Some(a.rep_id.as_str())),
+            RoutingStatus::Queued { .. } => ("queued", None),
+            RoutingStatus::Closed(_) => ("closed", None),
+            RoutingStatus::Unroutable => ("unroutable", None),
+        };
+        crate::observe::annotate(&d.lead_id, rep, Some(&r.pool));
+        if !r.replayed {
+            self.parts
+                .metrics
+                .routed(&r.pool, &d.segment.segment, status);
+        }
+        d
     }
 
     /// Scores a batch of leads with one matrix-vector product (drift counted per lead).
@@ -339,7 +372,7 @@ impl Engine {
                 let clipped = clipped?;
                 let row = &rows[i * k..(i + 1) * k];
                 m.observe(&lead.id, row, p[i]);
-                Ok(self.decide(lead, m.model.explain(lead, row, p[i], clipped)))
+                Ok(self.decide(lead, m.model.explain(lead, row, p[i], clipped), true))
             })
             .collect()
     }
@@ -366,7 +399,7 @@ impl Engine {
                     }
                     Ok(false) => {
                         self.note_unroutable(&p).await;
-                        out.push(Some(Ok(unroutable(decision, p))))
+                        out.push(Some(Ok(self.routed(unroutable(decision, p)))))
                     }
                     Err(e) => out.push(Some(Err(e))),
                 },
@@ -375,7 +408,7 @@ impl Engine {
         }
         let claims = self.parts.store.claim_many(requests).await;
         for ((i, decision, p), claim) in pending.into_iter().zip(claims) {
-            out[i] = Some(claim.map(|c| finish(decision, c, p)));
+            out[i] = Some(claim.map(|c| self.routed(finish(decision, c, p))));
         }
         out.into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::Internal("lost a batch result".into()))))
@@ -486,6 +519,7 @@ impl Engine {
 
     pub async fn lookup(&self, lead_id: &str) -> Result<LeadState> {
         validate_id("lead_id", lead_id)?;
+        crate::observe::annotate(lead_id, None, None);
         self.parts
             .store
             .lookup(lead_id)
@@ -501,6 +535,7 @@ impl Engine {
         value: Option<f64>,
     ) -> Result<Closed> {
         validate_id("lead_id", lead_id)?;
+        crate::observe::annotate(lead_id, None, None);
         if let Some(v) = value
             && (!v.is_finite() || v < 0.0)
         {

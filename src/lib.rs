@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod listener;
 pub mod loadgen;
 pub mod model_dir;
+pub mod observe;
 pub mod outcomes;
 pub mod scheduler;
 pub mod store;

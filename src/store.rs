@@ -18,6 +18,7 @@ pub mod contract;
 pub mod file;
 pub mod ledger;
 pub mod memory;
+pub mod observed;
 pub mod redis;
 pub mod registry;
 

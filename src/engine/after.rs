@@ -18,12 +18,14 @@ impl Engine {
     pub async fn accept(&self, lead_id: &str, rep_id: &str) -> Result<Assignment> {
         validate_id("lead_id", lead_id)?;
         validate_id("rep_id", rep_id)?;
+        crate::observe::annotate(lead_id, Some(rep_id), None);
         self.store().accept(lead_id, rep_id, self.now()).await
     }
 
     pub async fn decline(&self, lead_id: &str, rep_id: &str, reason: &str) -> Result<Released> {
         validate_id("lead_id", lead_id)?;
         validate_id("rep_id", rep_id)?;
+        crate::observe::annotate(lead_id, Some(rep_id), None);
         if reason.len() > MAX_REASON {
             return Err(Error::invalid(
                 "reason",

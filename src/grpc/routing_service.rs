@@ -5,7 +5,6 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::domain::assignment::LeadState;
 use crate::domain::lead::{validate_id, validate_pool};
@@ -24,10 +23,6 @@ impl RoutingApi {
         let hub = crate::watch::Hub::new(engine.store().clone());
         RoutingApi { engine, hub }
     }
-}
-
-fn span(method: &'static str, lead_id: &str) -> tracing::Span {
-    tracing::info_span!("rpc", method, lead_id = %lead_id)
 }
 
 /// ListAssignments pages hold at most this many items.
@@ -114,13 +109,13 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let who = audit::who(&req);
         let msg = req.into_inner();
         let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let a = self.engine.accept(&msg.lead_id, &msg.rep_id).await?;
             Ok(Response::new(pb::AcceptLeadResponse {
                 assignment: Some(convert::assignment(a)),
             }))
         }
-        .instrument(span("AcceptLead", &msg.lead_id))
         .await;
         audit::record(&who, "AcceptLead", &what, result)
     }
@@ -132,6 +127,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let who = audit::who(&req);
         let msg = req.into_inner();
         let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let r = self
                 .engine
@@ -141,7 +137,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
                 drained: convert::assignments(r.drained),
             }))
         }
-        .instrument(span("DeclineLead", &msg.lead_id))
         .await;
         audit::record(&who, "DeclineLead", &what, result)
     }
@@ -153,6 +148,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let who = audit::who(&req);
         let msg = req.into_inner();
         let what = format!("lead {:?} rep {:?}", msg.lead_id, msg.rep_id);
+        crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let a = self
                 .engine
@@ -162,7 +158,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
                 assignment: Some(convert::assignment(a)),
             }))
         }
-        .instrument(span("MarkContacted", &msg.lead_id))
         .await;
         audit::record(&who, "MarkContacted", &what, result)
     }
@@ -173,6 +168,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
     ) -> Result<Response<pb::AssignLeadResponse>, Status> {
         let msg = req.into_inner();
         let id = msg.lead.as_ref().map(|l| l.id.clone()).unwrap_or_default();
+        crate::observe::annotate(&id, None, None);
         async {
             let lead = convert::lead(msg.lead)?;
             let d = self.engine.submit(lead).await?;
@@ -180,7 +176,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
                 decision: Some(convert::decision(d)),
             }))
         }
-        .instrument(span("AssignLead", &id))
         .await
     }
 
@@ -189,6 +184,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         req: Request<pb::GetAssignmentRequest>,
     ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
         let msg = req.into_inner();
+        crate::observe::annotate(&msg.lead_id, None, None);
         async {
             let resp = match self.engine.lookup(&msg.lead_id).await? {
                 LeadState::Assigned(a) => pb::GetAssignmentResponse {
@@ -217,7 +213,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             };
             Ok(Response::new(resp))
         }
-        .instrument(span("GetAssignment", &msg.lead_id))
         .await
     }
 
@@ -228,6 +223,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let who = audit::who(&req);
         let msg = req.into_inner();
         let what = format!("lead {:?} outcome {}", msg.lead_id, msg.outcome);
+        crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let outcome = convert::outcome(msg.outcome)?;
             let closed = self.engine.close(&msg.lead_id, outcome, msg.value).await?;
@@ -236,7 +232,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
                 drained: convert::assignments(closed.drained),
             }))
         }
-        .instrument(span("CloseAssignment", &msg.lead_id))
         .await;
         audit::record(&who, "CloseAssignment", &what, result)
     }
@@ -248,6 +243,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         let who = audit::who(&req);
         let msg = req.into_inner();
         let what = format!("lead {:?} to {:?}", msg.lead_id, msg.rep_id);
+        crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let target = Some(msg.rep_id.as_str()).filter(|s| !s.is_empty());
             let moved = self.engine.reassign(&msg.lead_id, target).await?;
@@ -258,7 +254,6 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
                 drained: convert::assignments(moved.drained),
             }))
         }
-        .instrument(span("ReassignLead", &msg.lead_id))
         .await;
         audit::record(&who, "ReassignLead", &what, result)
     }

@@ -220,6 +220,7 @@ async fn secrets_stay_out_of_the_logs() {
             "redis://:Sekret-Passw0rd@127.0.0.1:1/0",
         )
         .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+        .env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0")
         .env("LEADROUTER__LOG__FORMAT", "json")
         .output()
         .unwrap();

@@ -314,6 +314,7 @@ fn plain_logs_to_a_file_have_no_colour_and_no_debug_options() {
         .arg("serve")
         .current_dir(repo_path(""))
         .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+        .env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0")
         .env("LEADROUTER__MODEL__DIR", model_dir())
         .env("LEADROUTER__LOG__FORMAT", "pretty")
         .env_remove("RUST_LOG")

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub channel: Channel,
     pub addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
+    /// The admin listener (/metrics, /healthz, /readyz), when configured.
+    pub admin: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -46,6 +48,7 @@ pub fn model_dir() -> PathBuf {
 pub fn test_settings() -> Settings {
     let mut s = Settings::load(None).unwrap();
     s.server.addr = "127.0.0.1:0".into();
+    s.admin.addr = "127.0.0.1:0".into();
     s.model.path = shipped_model().display().to_string();
     s.model.dir = model_dir().display().to_string();
     s.reps.file = String::new();
@@ -103,6 +106,7 @@ async fn spawn_inner(settings: Settings, clock: leadrouter::engine::Clock) -> Te
         .await
         .expect("app builds");
     let addr = app.local_addr();
+    let admin = app.admin_addr();
     let engine = app.engine();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
@@ -118,6 +122,7 @@ async fn spawn_inner(settings: Settings, clock: leadrouter::engine::Clock) -> Te
         channel,
         addr,
         engine,
+        admin,
         stop: Some(tx),
         handle: Some(handle),
     }
@@ -367,6 +372,7 @@ impl Process {
             .current_dir(repo_path(""))
             .env("LEADROUTER__MODEL__DIR", model_dir())
             .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+            .env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0")
             .env("LEADROUTER__LOG__FORMAT", "json")
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
@@ -517,6 +523,8 @@ pub fn bank_leads(prefix: &str, skip: usize, n: usize) -> Vec<(pb::Lead, bool)> 
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
     cmd.args(args).current_dir(repo_path(""));
+    // Many servers run at once: none may take the default admin port.
+    cmd.env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -100,6 +100,7 @@ async fn a_broken_config_or_model_stops_startup_with_a_message() {
         .current_dir(repo_path(""))
         .env("LEADROUTER__MODEL__PATH", "/no/such/model.json")
         .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
+        .env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -10,6 +10,7 @@ mod helpers;
 mod leads;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod model_ops;
 mod models;
 mod offer_race;

@@ -44,10 +44,19 @@ impl App {
             Some(PathBuf::from(&settings.model.path)).filter(|p| !p.as_os_str().is_empty());
         let model_dir = match settings.model.dir.trim() {
             "" => None,
-            d => Some(
-                crate::model_dir::ModelDir::new(Path::new(d), settings.model.max_bytes)
-                    .map_err(anyhow::Error::msg)?,
-            ),
+            d => {
+                // A fresh machine or container has no model directory yet: make it, so the
+                // binary runs from any directory and a promoted artifact has somewhere to go.
+                if !Path::new(d).exists() {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("cannot create model.dir {d}"))?;
+                    tracing::info!(dir = d, "created model.dir");
+                }
+                Some(
+                    crate::model_dir::ModelDir::new(Path::new(d), settings.model.max_bytes)
+                        .map_err(anyhow::Error::msg)?,
+                )
+            }
         };
         let engine = Arc::new(Engine::new(EngineParts {
             model_dir,

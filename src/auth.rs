@@ -77,7 +77,7 @@ fn needs(path: &str, open_reflection: bool) -> Option<&'static [Role]> {
 }
 
 /// Requests per second (sustained) and burst allowed per key, by role; 0 = unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, serde::Serialize)]
 pub struct RoleRates {
     pub marketing: f64,
     pub crm: f64,

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::domain::features::FeatureSpec;
 use crate::training::{self, EvalRows, TrainOptions};
 
+pub mod admin;
 pub mod ops;
 pub mod report;
 
@@ -51,6 +52,11 @@ pub enum Command {
     /// API keys: `keys new --role crm` prints a token and the line for auth.keys_file.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Ask a running server's gRPC health; exits 0 only when it is SERVING (for container
+    /// health checks).
+    Healthcheck(admin::HealthcheckArgs),
+    /// Check the configuration serve would use; --print shows it, secrets masked.
+    Config(admin::ConfigArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -407,5 +413,7 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::New(a)) => new_key(a),
+        Command::Healthcheck(a) => admin::healthcheck(a).await,
+        Command::Config(a) => admin::config(a),
     }
 }

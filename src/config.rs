@@ -1,16 +1,20 @@
 //! Layered settings: compiled-in defaults, then an optional file, then LEADROUTER__* env vars.
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::event::Retention;
 use crate::domain::routing::RoutingPolicy;
 use crate::domain::segment::SegmentRules;
 use crate::domain::terms::{self, SlaPolicy};
 
+mod load;
+pub use load::ConfigError;
+
 const DEFAULTS: &str = include_str!("defaults.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
@@ -29,7 +33,7 @@ pub struct Settings {
 }
 
 /// `[admin]`: the HTTP listener for Prometheus and load-balancer probes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AdminSettings {
     /// host:port of /metrics, /healthz and /readyz; empty: no admin listener.
     pub addr: String,
@@ -38,7 +42,7 @@ pub struct AdminSettings {
 }
 
 /// `[report]`: how reports count.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ReportSettings {
     /// IANA zone of report days and periods.
     pub timezone: String,
@@ -61,14 +65,14 @@ impl ReportSettings {
 }
 
 /// `[drift]`: when live feature distributions may raise an alert.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DriftSettings {
     /// Live observations (distinct leads) a feature needs before its PSI can alert or warn.
     pub min_observations: u64,
 }
 
 /// `[auth]`: keys per role (see `auth.rs`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AuthSettings {
     /// TOML file of `[[key]]` tables (id, role, sha256 of the token); empty: no keys.
     pub keys_file: String,
@@ -83,7 +87,7 @@ pub struct AuthSettings {
 }
 
 /// `[events]`: how long each pool's assignment event log keeps events for resuming watchers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EventSettings {
     /// Events kept per pool (at least; Redis trims in blocks).
     pub retention: u64,
@@ -100,7 +104,7 @@ impl EventSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSettings {
     /// host:port; port 0 picks a free one (tests).
     pub addr: String,
@@ -125,7 +129,7 @@ pub struct ServerSettings {
     pub tls_client_ca: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogSettings {
     pub format: String,
     pub filter: String,
@@ -133,7 +137,7 @@ pub struct LogSettings {
     pub requests: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ModelSettings {
     /// Artifact loaded at start and by an empty ReloadModel; empty string for none (cold start).
     pub path: String,
@@ -157,7 +161,7 @@ pub struct ModelSettings {
     pub max_bytes: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct StoreSettings {
     pub url: String,
     /// The URL lists seed nodes of a Redis Cluster.
@@ -179,40 +183,13 @@ pub struct StoreSettings {
     pub snapshot_every: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RepSettings {
     pub file: String,
 }
 
 impl Settings {
-    /// Loads defaults, then `file` (or $LEADROUTER_CONFIG), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
-        let env_file = std::env::var_os("LEADROUTER_CONFIG").map(PathBuf::from);
-        let file = file.map(Path::to_path_buf).or(env_file);
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(f) = &file {
-            if !f.exists() {
-                return Err(format!("config file {} does not exist", f.display()));
-            }
-            builder = builder
-                .add_source(config::File::from(f.as_path()).format(config::FileFormat::Toml));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix("LEADROUTER")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        );
-        let s: Settings = builder
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| format!("invalid configuration: {e}"))?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         self.segments.validate()?;
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             return Err(format!(
@@ -277,7 +254,12 @@ mod tests {
         assert_eq!(s.log.format, "json");
         assert_eq!(s.server.max_message_bytes, 1 << 20);
         std::fs::write(&f, "[log]\nformat = \"xml\"\n").unwrap();
-        assert!(Settings::load(Some(&f)).unwrap_err().contains("log.format"));
+        assert!(
+            Settings::load(Some(&f))
+                .unwrap_err()
+                .to_string()
+                .contains("log.format")
+        );
         assert!(Settings::load(Some(&dir.path().join("nope.toml"))).is_err());
     }
 
@@ -295,6 +277,30 @@ mod tests {
         assert_eq!(s.sla.first_touch_s["qualified"], 300.0);
         assert_eq!(s.auth.keys_file, "/etc/leadrouter/keys.toml");
         assert_eq!(s.auth.rate_per_s.ops, 100.0);
+        // Its relative paths are taken from deploy/, wherever the binary runs.
+        assert!(Path::new(&s.model.path).is_file(), "{}", s.model.path);
+        assert!(Path::new(&s.reps.file).is_file(), "{}", s.reps.file);
+        assert!(Path::new(&s.model.dir).is_dir(), "{}", s.model.dir);
+    }
+
+    /// The example config documents every setting: each key the settings struct has (as
+    /// serialized from the defaults) appears in it, uncommented.
+    #[test]
+    fn the_example_config_lists_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/leadrouter.example.toml");
+        let example: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut listed = Vec::new();
+        load::flatten("", &example, &mut listed);
+        let defaults = toml::Value::try_from(Settings::load(None).unwrap()).unwrap();
+        let mut every = Vec::new();
+        load::flatten("", &defaults, &mut every);
+        assert!(every.len() > 60, "{every:?}");
+        let missing: Vec<&String> = every.iter().filter(|k| !listed.contains(k)).collect();
+        assert!(
+            missing.is_empty(),
+            "deploy/leadrouter.example.toml lacks {missing:?}"
+        );
     }
 
     /// (The environment variables LEADROUTER__ROUTING__MODE / __OFFER_TIMEOUT_S are exercised
@@ -309,12 +315,12 @@ mod tests {
         assert_eq!(s.routing.mode, crate::domain::terms::Mode::Offer);
         assert_eq!(s.routing.offer_timeout_s, 1.0);
         std::fs::write(&f, "[routing]\noffer_timeout_s = 0\n").unwrap();
-        let bad = Settings::load(Some(&f)).unwrap_err();
+        let bad = Settings::load(Some(&f)).unwrap_err().to_string();
         assert!(bad.contains("routing.offer_timeout_s"), "{bad}");
         std::fs::write(&f, "[routing]\nmode = \"sometimes\"\n").unwrap();
         assert!(Settings::load(Some(&f)).is_err());
         std::fs::write(&f, "[sla.first_touch_s]\nqualified = -5\n").unwrap();
-        let bad = Settings::load(Some(&f)).unwrap_err();
+        let bad = Settings::load(Some(&f)).unwrap_err().to_string();
         assert!(bad.contains("sla.first_touch_s.qualified"), "{bad}");
     }
 }

@@ -14,6 +14,7 @@
 pub mod app;
 pub mod auth;
 pub mod budget;
+pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod domain;

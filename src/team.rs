@@ -36,8 +36,10 @@ pub fn read_reps(path: &Path) -> anyhow::Result<Vec<Rep>> {
 /// Reads a reps file: the reps, and the targets it sets (`[rep.targets]` per rep, as
 /// `month = { wins = 12, won_value = 50000 }`, and `[[target]]` tables for pools and the team).
 pub fn read_team(path: &Path) -> anyhow::Result<(Vec<Rep>, Vec<Target>)> {
-    let text = std::fs::read_to_string(path)
+    let bytes = crate::builtin::read(path)
         .with_context(|| format!("cannot read reps file {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("reps file {} is not UTF-8", path.display()))?;
     let bad = || format!("bad reps file {}", path.display());
     let mut doc: toml::Table = toml::from_str(&text).with_context(bad)?;
     // Rep targets are not part of a rep's profile: taken out before the profile is read.

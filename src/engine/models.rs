@@ -65,7 +65,7 @@ fn refuse_no_dir(field: &str) -> Error {
 
 /// Reads and validates a model artifact from disk.
 pub fn read_artifact(path: &Path) -> Result<Artifact> {
-    let bytes = std::fs::read(path)
+    let bytes = crate::builtin::read(path)
         .map_err(|e| Error::ModelRejected(format!("cannot read {}: {e}", path.display())))?;
     Artifact::from_json(&bytes)
 }
@@ -105,7 +105,7 @@ impl Engine {
     /// artifacts go through `reload` and `model.dir`.
     pub fn load_model(&self, path: &Path, force: bool, evidence: &Evidence) -> Result<Swap> {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let bytes = std::fs::read(path)
+        let bytes = crate::builtin::read(path)
             .map_err(|e| Error::ModelRejected(format!("cannot read {}: {e}", path.display())))?;
         let artifact = Artifact::from_json(&bytes)?;
         let gate = self.gate(&artifact, force, evidence)?;

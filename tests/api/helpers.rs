@@ -365,11 +365,16 @@ pub struct Process {
 impl Process {
     /// Starts `leadrouter serve` with `env` and waits for its "serving" log line.
     pub async fn start(env: &[(&str, &str)]) -> Process {
+        Process::start_in(&repo_path(""), env).await
+    }
+
+    /// `start`, with `dir` as the working directory.
+    pub async fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
         use std::io::{BufRead, BufReader};
         use std::time::{Duration, Instant};
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"));
         cmd.arg("serve")
-            .current_dir(repo_path(""))
+            .current_dir(dir)
             .env("LEADROUTER__MODEL__DIR", model_dir())
             .env("LEADROUTER__SERVER__ADDR", "127.0.0.1:0")
             .env("LEADROUTER__ADMIN__ADDR", "127.0.0.1:0")

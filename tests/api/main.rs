@@ -1,4 +1,5 @@
 //! Integration tests: a real tonic client against a server bound to 127.0.0.1:0.
+mod anywhere;
 mod auth;
 mod cli;
 mod concurrency;

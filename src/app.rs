@@ -26,6 +26,11 @@ pub struct App {
 }
 
 pub use crate::team::{read_reps, read_team};
+pub use background::{Hangups, tick_or_hangup};
+use supervisor::Supervisor;
+
+mod background;
+pub mod supervisor;
 
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
@@ -123,7 +128,7 @@ impl App {
                         let swap = engine
                             .load_model(p, true, &cold)
                             .with_context(|| format!("loading model {}", p.display()))?;
-                        publish(&engine, Some(swap)).await;
+                        background::publish(&engine, Some(swap)).await;
                     }
                     None => tracing::warn!(
                         "no model configured: scoring every lead with the cold-start base rate"
@@ -223,9 +228,14 @@ impl App {
         let addr = self.local_addr();
         let admin_addr = self.admin_addr();
         let (hup_tx, hup) = tokio::sync::watch::channel(0u64);
+        let hup_tx = Arc::new(hup_tx);
+        let mut tasks = Supervisor::new(Duration::from_secs(1));
+        let file_poll = Duration::from_millis(s.file_poll_ms.max(10));
         if let Some(tls) = &self.tls {
-            let every = Duration::from_secs(1);
-            tokio::spawn(crate::tls::watch(tls.clone(), every, hup.clone()));
+            let (tls, hup) = (tls.clone(), hup.clone());
+            tasks.spawn("tls-files", move || {
+                crate::tls::watch(tls.clone(), file_poll, hup.clone())
+            });
         }
         let incoming = crate::listener::incoming(
             self.listener,
@@ -237,10 +247,11 @@ impl App {
             self.gate.peers.clone(),
         );
         if !self.gate.is_open() {
-            let every = Duration::from_secs(1);
             let path = PathBuf::from(self.settings.auth.keys_file.trim());
-            let gate = self.gate.clone();
-            tokio::spawn(crate::auth::watch_keys(gate, path, every, hup.clone()));
+            let (gate, hup) = (self.gate.clone(), hup.clone());
+            tasks.spawn("keys-file", move || {
+                crate::auth::watch_keys(gate.clone(), path.clone(), file_poll, hup.clone())
+            });
         }
         let server = tonic::transport::Server::builder()
             // Outermost: refusals by auth and limits are logged and counted too.
@@ -278,201 +289,53 @@ impl App {
             let stop = async move {
                 let _ = admin_stopped.await;
             };
-            tokio::spawn(async move {
+            tasks.spawn_once("admin-listener", async move {
                 if let Err(e) = crate::observe::admin::serve(listener, admin, stop).await {
                     tracing::error!(error = %e, "admin listener failed");
                 }
             });
         }
-        tokio::spawn(upkeep(self.metrics.clone()));
-        tokio::spawn(watch_store(self.engine.clone(), health.clone()));
-        tokio::spawn(reload_on_sighup(self.engine.clone(), hup_tx));
+        let (engine, metrics) = (self.engine.clone(), self.metrics.clone());
+        tasks.spawn("metrics-upkeep", move || {
+            background::upkeep(metrics.clone(), Duration::from_secs(5))
+        });
+        let every = Duration::from_millis(self.settings.store.health_poll_ms.max(10));
+        let (e, h) = (engine.clone(), health.clone());
+        tasks.spawn("store-health", move || {
+            background::watch_store(e.clone(), h.clone(), every)
+        });
+        let e = engine.clone();
+        tasks.spawn("sighup", move || {
+            background::reload_on_sighup(e.clone(), hup_tx.clone())
+        });
         let every = Duration::from_millis(self.settings.model.registry_poll_ms.max(50));
-        tokio::spawn(follow_registry(self.engine.clone(), every));
-        tokio::spawn(crate::scheduler::run(Arc::downgrade(&self.engine)));
+        let e = engine.clone();
+        tasks.spawn("model-registry", move || {
+            background::follow_registry(e.clone(), every)
+        });
+        let e = Arc::downgrade(&engine);
+        tasks.spawn("scheduler", move || crate::scheduler::run(e.clone()));
         if self.settings.model.watch_ms > 0 {
             let every = Duration::from_millis(self.settings.model.watch_ms);
-            tokio::spawn(watch_model_file(self.engine.clone(), every));
+            let e = engine.clone();
+            tasks.spawn("model-file", move || {
+                background::watch_model_file(e.clone(), every)
+            });
         }
         let model = self.engine.model().map(|m| m.model.version().to_string());
         let model = model.as_deref().unwrap_or("none");
         let admin = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
         tracing::info!(%addr, admin, model, "leadrouter serving");
         tokio::pin!(server);
-        tokio::select! {
+        let served = tokio::select! {
             r = &mut server => r.context("server failed"),
             () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_ms = s.shutdown_grace_ms, "drain timed out; dropping remaining requests");
                 Ok(())
             }
-        }
-    }
-}
-
-/// Folds histogram samples into buckets every few seconds, scraped or not.
-async fn upkeep(metrics: Arc<crate::observe::Metrics>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        metrics.upkeep();
-    }
-}
-
-/// SIGHUPs seen so far, for the watchers of files that SIGHUP re-reads.
-pub type Hangups = tokio::sync::watch::Receiver<u64>;
-
-/// Waits `every`, or less if a SIGHUP comes first; returns whether one did.
-pub async fn tick_or_hangup(every: Duration, hup: &mut Hangups) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(every) => false,
-        r = hup.changed() => {
-            if r.is_err() {
-                // No more SIGHUPs (the handler ended): plain polling from here.
-                tokio::time::sleep(every).await;
-                return false;
-            }
-            true
-        }
-    }
-}
-
-/// Reloads the live model's file through the gate (SIGHUP, file watch). A refusal is logged
-/// and the live model keeps serving. Returns the swap when a new model went live.
-fn reload(
-    engine: &Engine,
-    trigger: &'static str,
-    evidence: &crate::engine::Evidence,
-) -> Option<crate::engine::Swap> {
-    let Some(path) = engine.model_path() else {
-        tracing::warn!(trigger, "reload asked for, but no model file is configured");
-        return None;
-    };
-    match engine.load_model(&path, false, evidence) {
-        Ok(swap) => {
-            tracing::info!(
-                trigger,
-                path = %path.display(),
-                version = %swap.gate.candidate_version,
-                previous = swap.previous.as_deref().unwrap_or("none"),
-                "model swapped"
-            );
-            Some(swap)
-        }
-        Err(e) => {
-            tracing::error!(trigger, path = %path.display(), error = %e, "model reload refused");
-            None
-        }
-    }
-}
-
-/// Publishes a swap to the registry, so every replica (and a restart) serves it.
-async fn publish(engine: &Engine, swap: Option<crate::engine::Swap>) -> bool {
-    let Some(swap) = swap else {
-        return false;
-    };
-    if let Err(e) = engine.publish(&swap).await {
-        tracing::error!(error = %e, "the new model is live here but not in the registry");
-    }
-    true
-}
-
-/// Follows the registry: another replica's promotion or rollback goes live here within one
-/// poll.
-async fn follow_registry(engine: Arc<Engine>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        match engine.sync_from_registry().await {
-            Ok(Some(swap)) => tracing::info!(
-                version = %swap.gate.candidate_version,
-                previous = swap.previous.as_deref().unwrap_or("none"),
-                "model swapped (registry)"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "model registry poll failed"),
-        }
-    }
-}
-
-/// The recorded outcomes for the gate of an operator-triggered reload.
-async fn gate_rows(engine: &Engine) -> crate::engine::Evidence {
-    engine
-        .evidence(None)
-        .await
-        .unwrap_or_else(|e| crate::engine::Evidence::Missing(e.to_string()))
-}
-
-/// SIGHUP reloads the live model's file (e.g. after `train --out` replaced it), and tells the
-/// TLS and keys-file watchers to re-read theirs at once.
-async fn reload_on_sighup(engine: Arc<Engine>, hup: tokio::sync::watch::Sender<u64>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut signals) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with ReloadModel instead");
-            return;
         };
-        while signals.recv().await.is_some() {
-            // The TLS certificate and the keys file are re-read too.
-            hup.send_modify(|n| *n += 1);
-            let engine = engine.clone();
-            let evidence = gate_rows(&engine).await;
-            let e = engine.clone();
-            let swap = tokio::task::spawn_blocking(move || reload(&e, "SIGHUP", &evidence)).await;
-            publish(&engine, swap.ok().flatten()).await;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = engine;
-}
-
-/// Polls the live model's file; a new modification time triggers a gated reload. A refused
-/// file is not retried until it changes again.
-async fn watch_model_file(engine: Arc<Engine>, every: Duration) {
-    let mut refused: Option<std::time::SystemTime> = None;
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(path) = engine.model_path() else {
-            continue;
-        };
-        let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
-            continue;
-        };
-        let live = engine.model().and_then(|m| m.modified);
-        if live == Some(modified) || refused == Some(modified) {
-            continue;
-        }
-        let e = engine.clone();
-        let evidence = gate_rows(&e).await;
-        let swap = tokio::task::spawn_blocking(move || reload(&e, "file watch", &evidence)).await;
-        let ok = publish(&engine, swap.ok().flatten()).await;
-        refused = (!ok).then_some(modified);
-    }
-}
-
-/// Reports the store's state in health: routing and rep services go NOT_SERVING while the
-/// store cannot be reached (scoring keeps answering), and SERVING again once it is back.
-async fn watch_store(engine: Arc<Engine>, health: tonic_health::server::HealthReporter) {
-    let mut up = true;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now_up = engine.store().ping().await.is_ok();
-        if now_up != up {
-            let status = if now_up {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            for name in ["leadrouter.v1.RoutingService", "leadrouter.v1.RepService"] {
-                health.set_service_status(name, status).await;
-            }
-            if now_up {
-                tracing::info!("routing store reachable again");
-            } else {
-                tracing::warn!(
-                    "routing store unreachable: routing answers UNAVAILABLE, scoring continues"
-                );
-            }
-            up = now_up;
-        }
+        tasks.shutdown().await;
+        served
     }
 }
 

@@ -127,6 +127,8 @@ pub struct ServerSettings {
     pub tls_key: String,
     /// PEM CA: clients must present a certificate it signed (mutual TLS).
     pub tls_client_ca: String,
+    /// How often the TLS files and the keys file are checked for changes.
+    pub file_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -178,6 +180,8 @@ pub struct StoreSettings {
     /// memory:// only: bytes of lead contexts (stored leads and kept outcomes, estimated by
     /// `LeadContext::approx_bytes`) at most; the same forgetting, then RESOURCE_EXHAUSTED.
     pub memory_max_bytes: usize,
+    /// How often the store is pinged for health (routing NOT_SERVING while it fails).
+    pub health_poll_ms: u64,
     /// file:// only: journaled changes between snapshots of the whole state, at least (the
     /// spacing also grows with the leads held); a restart replays only what came after.
     pub snapshot_every: u64,

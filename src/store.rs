@@ -14,6 +14,7 @@ use crate::domain::rep::{Rep, ZoneCache};
 use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::Result;
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 pub mod file;
 pub mod ledger;

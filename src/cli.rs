@@ -24,9 +24,23 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `serve --help`: the variables most deployments set.
+const SERVE_ENV: &str = "\
+Environment (every setting is LEADROUTER__SECTION__KEY; `leadrouter config --print` shows all):
+  LEADROUTER_CONFIG            config file, instead of --config
+  LEADROUTER__SERVER__ADDR     gRPC address (default 127.0.0.1:50051; beyond loopback keys are needed)
+  LEADROUTER__ADMIN__ADDR      /metrics, /healthz, /readyz (default 127.0.0.1:9464; \"\" = off)
+  LEADROUTER__STORE__URL       memory:// (default), file:///path/lr.db, redis://[:password@]host:port/db
+  LEADROUTER__AUTH__KEYS_FILE  keys per role (`leadrouter keys new --role crm`)
+  LEADROUTER__MODEL__PATH      model artifact (default builtin:bank-default, compiled in)
+  LEADROUTER__REPS__FILE       team file (default builtin:example-team, compiled in; \"\" = none)
+  LEADROUTER__LOG__FORMAT      pretty (default) or json
+  RUST_LOG                     log filter, over log.filter (e.g. warn,leadrouter=info)";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gRPC service (the default).
+    #[command(after_help = SERVE_ENV)]
     Serve(ServeArgs),
     /// Train a model artifact from a CSV file.
     Train(TrainArgs),
@@ -101,6 +115,7 @@ pub struct ExportArgs {
     /// $LEADROUTER_TOKEN holds an ops or admin key.
     #[arg(long)]
     pub server: Option<String>,
+    /// The CSV file to write (one row per closed lead, training columns then `_` metadata).
     #[arg(long)]
     pub out: PathBuf,
     /// Keep RETURNED closes (not a sales result, so left out by default).
@@ -163,6 +178,8 @@ pub struct TrainArgs {
     /// Feature spec (TOML, [[feature]] tables); inferred from the data when absent.
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// Seed of the holdout split and the folds: the same data and seed give a byte-identical
+    /// artifact.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Share of rows held out for metrics.
@@ -199,6 +216,8 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
+    /// The model artifact (JSON) to score the rows with; `builtin:bank-default` for the
+    /// compiled-in one.
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]
@@ -415,5 +434,53 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Keys(KeysCommand::New(a)) => new_key(a),
         Command::Healthcheck(a) => admin::healthcheck(a).await,
         Command::Config(a) => admin::config(a),
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it is (`--help` is the manual).
+    #[test]
+    fn every_flag_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    out.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "leadrouter", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without a description: {missing:#?}"
+        );
+    }
+
+    #[test]
+    fn serve_help_lists_the_main_variables() {
+        let mut cmd = super::Cli::command();
+        let serve = cmd.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        for var in [
+            "LEADROUTER__ADMIN__ADDR",
+            "LEADROUTER__STORE__URL",
+            "LEADROUTER_CONFIG",
+            "RUST_LOG",
+        ] {
+            assert!(
+                help.contains(var),
+                "{var} missing from serve --help:\n{help}"
+            );
+        }
     }
 }

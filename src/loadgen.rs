@@ -18,7 +18,9 @@ use crate::grpc::pb;
 pub enum Mode {
     /// grpc.health.v1 Check: the ceiling (same server and transport, no work).
     Health,
+    /// ScoreLead: score and segment, nothing stored.
     Score,
+    /// SubmitLead: score, segment and route (a fresh lead id per request).
     Submit,
     /// SubmitLeads, one bidirectional stream per in-flight slot, `--window` leads outstanding.
     Stream,
@@ -26,8 +28,10 @@ pub enum Mode {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// gRPC address of the server to load ($LEADROUTER_TOKEN when auth is on).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    /// What each request does.
     #[arg(long, value_enum, default_value = "score")]
     pub mode: Mode,
     /// HTTP/2 connections.
@@ -39,8 +43,10 @@ pub struct BenchArgs {
     /// Leads outstanding per stream (stream mode).
     #[arg(long, default_value_t = 64)]
     pub window: usize,
+    /// Seconds of load before measuring starts (not counted).
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
+    /// Seconds measured.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// CSV of lead attributes (label and leaky columns are dropped).
@@ -49,6 +55,7 @@ pub struct BenchArgs {
         default_value = "data/bank-marketing/bank-additional-full.csv.gz"
     )]
     pub leads: PathBuf,
+    /// Columns of --leads not sent (comma-separated): the label and leaky ones.
     #[arg(long, value_delimiter = ',', default_value = "y,duration")]
     pub drop_columns: Vec<String>,
     /// Instead of running, write one ScoreLead request as a gRPC-framed body (5-byte prefix +

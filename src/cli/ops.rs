@@ -66,6 +66,7 @@ pub struct PromoteArgs {
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
+    /// gRPC address of the running server ($LEADROUTER_TOKEN: an ops or admin key).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
 }

@@ -35,6 +35,7 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
+    /// Which report.
     #[arg(value_enum)]
     pub kind: Kind,
     /// The server, e.g. http://127.0.0.1:50051 ($LEADROUTER_TOKEN: a crm, ops or admin key).
@@ -52,14 +53,17 @@ pub struct ReportArgs {
     /// First and last report day (YYYY-MM-DD), inclusive.
     #[arg(long, default_value = "")]
     pub from: String,
+    /// Last report day (YYYY-MM-DD), inclusive; empty: today.
     #[arg(long, default_value = "")]
     pub to: String,
+    /// table (aligned, for people), csv, or json (an array of flat rows).
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Args, Debug)]
 pub struct SetTargetArgs {
+    /// The server, e.g. http://127.0.0.1:50051 ($LEADROUTER_TOKEN: an ops or admin key).
     #[arg(long)]
     pub server: String,
     /// rep, pool or team.
@@ -87,6 +91,7 @@ pub struct ImportArgs {
     /// CSV file, plain or .gz; columns not mapped below become lead attributes.
     #[arg(long)]
     pub data: PathBuf,
+    /// Column of the lead id (a lead id already stored is skipped: imports are idempotent).
     #[arg(long)]
     pub lead_id: String,
     /// Column of the rep's id or name (names map to ids as deploy/make_reps.py does).
@@ -101,13 +106,16 @@ pub struct ImportArgs {
     /// Column of the outcome, read only for closed rows.
     #[arg(long)]
     pub outcome: String,
-    /// Outcome values meaning won, lost (and optionally disqualified, returned).
+    /// Outcome value meaning won, e.g. Won.
     #[arg(long)]
     pub won: String,
+    /// Outcome value meaning lost, e.g. Lost.
     #[arg(long)]
     pub lost: String,
+    /// Outcome value meaning disqualified, if the CSV has one.
     #[arg(long)]
     pub disqualified: Option<String>,
+    /// Outcome value meaning returned to marketing, if the CSV has one.
     #[arg(long)]
     pub returned: Option<String>,
     /// Column of the deal's value (report.currency).

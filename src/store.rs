@@ -277,11 +277,25 @@ impl<T: CapacityStore + RepDirectory + registry::ModelRegistry + ledger::ReportL
 
 /// Opens the store the settings name: `memory://`, or Redis (`redis://`, `redis+unix://`,
 /// `unix://`; with `store.cluster`, a comma-separated list of seed nodes).
+/// Why `open` could not give a store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `store.url` names no backend we can open.
+    #[error("{0}")]
+    Url(String),
+    /// Redis (or a Redis Cluster) could not be reached or set up; the message is redacted.
+    #[error("{0}")]
+    Redis(String),
+    /// The file store's database could not be opened or replayed.
+    #[error("{0}")]
+    File(String),
+}
+
 pub async fn open(
     settings: &crate::config::StoreSettings,
     retention: Retention,
     zone: jiff::tz::TimeZone,
-) -> Result<Arc<dyn Store>, String> {
+) -> Result<Arc<dyn Store>, OpenError> {
     let url = settings.url.trim();
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(Arc::new(
@@ -304,14 +318,16 @@ pub async fn open(
                 retention,
                 zone,
             };
-            Ok(redis::RedisStore::open(config).await? as Arc<dyn Store>)
+            Ok(redis::RedisStore::open(config)
+                .await
+                .map_err(OpenError::Redis)? as Arc<dyn Store>)
         }
         Some("file") => {
             let path = &url["file://".len()..];
             if !path.starts_with('/') {
-                return Err(format!(
+                return Err(OpenError::Url(format!(
                     "store.url: {url:?} needs an absolute path (file:///var/lib/leadrouter/leadrouter.db)"
-                ));
+                )));
             }
             let mem = memory::MemoryStore::with_limits(
                 settings.memory_max_leads,
@@ -321,15 +337,17 @@ pub async fn open(
             .report_zone(zone);
             Ok(Arc::new(
                 file::FileStore::open(std::path::Path::new(path), mem, settings.snapshot_every)
-                    .await?,
+                    .await
+                    .map_err(OpenError::File)?,
             ))
         }
-        Some(other) => Err(format!(
+        Some(other) => Err(OpenError::Url(format!(
             "store.url: unsupported scheme {other:?} (use memory://, file:// or redis://)"
-        )),
-        None => Err(format!(
-            "store.url: {url:?} is not a URL such as memory:// or redis://host:6379"
-        )),
+        ))),
+        None => Err(OpenError::Url(format!(
+            "store.url: {:?} is not a URL such as memory:// or redis://host:6379",
+            redis::redact(url)
+        ))),
     }
 }
 

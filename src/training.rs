@@ -64,7 +64,33 @@ pub struct Trained {
     pub fit_seconds: f64,
 }
 
-pub type TrainResult<T> = Result<T, String>;
+/// Why training or evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The data cannot train or evaluate a model: a missing column, too few rows or
+    /// positives, one class only, a spec that does not match, a fit that did not converge.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl From<&str> for TrainError {
+    fn from(reason: &str) -> TrainError {
+        TrainError::Data(reason.to_string())
+    }
+}
+
+impl From<String> for TrainError {
+    fn from(reason: String) -> TrainError {
+        TrainError::Data(reason)
+    }
+}
+
+pub type TrainResult<T> = Result<T, TrainError>;
 
 /// A CSV row seen through a mapping from feature index to column index.
 pub struct Row<'a> {
@@ -106,7 +132,7 @@ pub fn column_map(table: &Table, spec: &FeatureSpec) -> TrainResult<Vec<usize>> 
         .map(|f| {
             table
                 .column(&f.name)
-                .ok_or_else(|| format!("feature {:?} is not a column of the data", f.name))
+                .ok_or_else(|| format!("feature {:?} is not a column of the data", f.name).into())
         })
         .collect()
 }
@@ -143,7 +169,10 @@ fn fit_leads(table: &Table, fitted: &[usize]) -> Vec<String> {
 }
 
 pub(crate) fn fingerprint(path: &Path) -> TrainResult<String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -181,17 +210,15 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             labels.positive,
             opts.min_rows,
             opts.min_positives
-        ));
+        )
+        .into());
     }
     let spec = match &opts.spec {
         Some(s) => s.clone(),
         None => infer_spec(&table, &opts.label, &opts.exclude),
     };
     if spec.features.iter().any(|f| f.name == opts.label) {
-        return Err(format!(
-            "the label {:?} cannot also be a feature",
-            opts.label
-        ));
+        return Err(format!("the label {:?} cannot also be a feature", opts.label).into());
     }
     let columns = column_map(&table, &spec)?;
     let (train_idx, holdout_idx) =

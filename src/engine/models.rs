@@ -192,7 +192,8 @@ impl Engine {
                 positives: e.positives,
                 candidate: e.metrics[0].clone(),
                 live: e.metrics[1].clone(),
-            }),
+            })
+            .map_err(|e| e.to_string()),
         };
         let gate = gate::judge(live, artifact, rows, self.parts.gate);
         if !gate.passed() && !force {

@@ -37,9 +37,11 @@ impl Table {
 
 /// Reads `path` (gzip when it ends in .gz). Without a delimiter, picks `;` or `,` by which one
 /// splits the header into more fields.
-pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+pub fn read(path: &Path, delimiter: Option<u8>) -> super::TrainResult<Table> {
+    let file = std::fs::File::open(path).map_err(|source| super::TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut text = Vec::new();
     let read = if path.extension().is_some_and(|e| e == "gz") {
         flate2::read::MultiGzDecoder::new(file).read_to_end(&mut text)
@@ -47,7 +49,7 @@ pub fn read(path: &Path, delimiter: Option<u8>) -> Result<Table, String> {
         std::io::BufReader::new(file).read_to_end(&mut text)
     };
     read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text, delimiter, &path.display().to_string())
+    Ok(parse(&text, delimiter, &path.display().to_string())?)
 }
 
 /// Parses CSV bytes (`name` labels errors).

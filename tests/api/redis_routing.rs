@@ -146,6 +146,31 @@ async fn redis_outage_keeps_scoring_and_fails_routing_fast_then_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Load balancers without gRPC health see it too, and the failures are counted.
+    let admin = app.admin.unwrap();
+    assert_eq!(crate::metrics::http_get(admin, "/readyz").await.0, 503);
+    assert_eq!(crate::metrics::http_get(admin, "/healthz").await.0, 200);
+    let (status, body) = crate::metrics::http_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "metrics answer while the store is down");
+    let samples = crate::metrics::parse_prometheus(&body);
+    assert_eq!(
+        crate::metrics::value(&samples, "leadrouter_ready", &[]),
+        0.0
+    );
+    assert!(
+        crate::metrics::value(
+            &samples,
+            "leadrouter_store_errors_total",
+            &[("operation", "claim")]
+        ) >= 1.0,
+        "{body}"
+    );
+    let unavailable = crate::metrics::value(
+        &samples,
+        "leadrouter_grpc_requests_total",
+        &[("method", "SubmitLead"), ("code", "UNAVAILABLE")],
+    );
+    assert_eq!(unavailable, 1.0);
 
     server.restart();
     let back = Instant::now();
@@ -169,6 +194,7 @@ async fn redis_outage_keeps_scoring_and_fails_routing_fast_then_recovers() {
         "routing recovered {:?} after Redis came back",
         back.elapsed()
     );
+    assert_eq!(crate::metrics::http_get(admin, "/readyz").await.0, 200);
     // The assignment made before the outage survived (AOF, fsync always).
     let g = app
         .routing()

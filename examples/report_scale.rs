@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         settings.store.prefix = format!("rptbench{}", std::process::id());
     }
     settings.log.filter = "error".into();
-    leadrouter::telemetry::init(&settings.log);
+    leadrouter::telemetry::init(&settings.log, &settings.tracing)?;
     let app = App::build(settings).await?;
     let addr = app.local_addr();
     let engine = app.engine();

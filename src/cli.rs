@@ -346,11 +346,13 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref()).map_err(anyhow::Error::msg)?;
-    crate::telemetry::init(&settings.log);
+    crate::telemetry::init(&settings.log, &settings.tracing)?;
     // Install the signal handlers before anything else, so an early SIGTERM is graceful too.
     let signal = crate::app::shutdown_signal();
     let app = crate::app::App::build(settings).await?;
-    app.run_until_stopped(signal).await
+    let served = app.run_until_stopped(signal).await;
+    crate::telemetry::shutdown();
+    served
 }
 
 pub async fn export_outcomes(args: ExportArgs) -> anyhow::Result<()> {

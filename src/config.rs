@@ -30,6 +30,17 @@ pub struct Settings {
     pub drift: DriftSettings,
     pub report: ReportSettings,
     pub admin: AdminSettings,
+    pub tracing: TracingSettings,
+}
+
+/// `[tracing]`: export of request spans.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TracingSettings {
+    /// OTLP/gRPC collector, e.g. http://otel-collector:4317; empty: no export. Needs a binary
+    /// built with the `otlp` feature.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 /// `[admin]`: the HTTP listener for Prometheus and load-balancer probes.

@@ -173,6 +173,8 @@ where
         if !trace_id.is_empty() {
             span.record("trace_id", trace_id);
             span.record("parent_id", parent_id);
+            #[cfg(feature = "otlp")]
+            crate::telemetry::otlp::adopt_parent(&span, req.headers());
         }
         let finish = Finish {
             metrics: self.layer.metrics.clone(),

@@ -100,7 +100,7 @@ pub async fn spawn_with_tls(settings: Settings) -> TestApp {
 async fn spawn_inner(settings: Settings, clock: leadrouter::engine::Clock) -> TestApp {
     let tls = !settings.server.tls_cert.is_empty();
     if std::env::var_os("TEST_LOG").is_some() {
-        leadrouter::telemetry::init(&settings.log);
+        leadrouter::telemetry::init(&settings.log, &settings.tracing).unwrap();
     }
     let app = App::build_with_clock(settings, clock)
         .await

@@ -10,24 +10,27 @@ use arc_swap::ArcSwapOption;
 use jiff::Timestamp;
 
 use crate::domain::assignment::LeadContext;
-use crate::domain::assignment::{Assignment, AssignmentState, LeadState, Outcome};
+use crate::domain::assignment::{LeadState, Outcome};
 use crate::domain::drift::{DriftReport, LiveDrift};
 use crate::domain::features::Clipped;
 use crate::domain::gate::GateReport;
 use crate::domain::lead::{Lead, validate_id};
 use crate::domain::model::{Model, Score, cold_start_score};
 use crate::domain::rep::Rep;
-use crate::domain::routing::{self, CandidateRecord, RoutingPolicy, UnknownPool};
-use crate::domain::segment::{SegmentMatch, SegmentRules};
+use crate::domain::routing::{self, RoutingPolicy, UnknownPool};
+use crate::domain::segment::SegmentRules;
 use crate::domain::terms::SlaPolicy;
 use crate::error::{Error, Result};
-use crate::store::{Claim, ClaimRequest, Closed, Reassigned, Store};
+use crate::store::{ClaimRequest, Closed, Reassigned, Store};
 
 mod after;
+mod decision;
 mod models;
 mod registry;
 mod report;
 mod team;
+pub use decision::{Decision, RoutingDecision, RoutingStatus};
+use decision::{Prepared, finish, unroutable};
 pub use models::{Evidence, ModelSource, NamedRows, read_artifact};
 pub use report::{HistoryRow, ReportPolicy, ReportQuery, rep_id_of};
 
@@ -68,64 +71,6 @@ pub struct Swap {
     pub artifact: Vec<u8>,
 }
 
-/// Everything decided about one lead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub lead_id: String,
-    pub score: Score,
-    pub segment: SegmentMatch,
-    pub required_skills: Vec<String>,
-    pub routing: Option<RoutingDecision>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RoutingStatus {
-    Assigned(Assignment),
-    Queued {
-        position: u32,
-    },
-    Closed(Assignment),
-    /// No rep of the pool could ever take the lead; nothing was stored.
-    Unroutable,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoutingDecision {
-    pub status: RoutingStatus,
-    pub pool: String,
-    /// Every rep of the pool considered, with its verdict; empty on a replay.
-    pub candidates: Vec<CandidateRecord>,
-    pub replayed: bool,
-    /// Why the lead is unroutable (also set when it was queued anyway); empty otherwise.
-    pub reason: String,
-    /// Candidates left out of `candidates` (past `routing.candidates_shown`).
-    pub candidates_omitted: u32,
-}
-
-/// A scored lead ready for the store.
-struct Prepared {
-    req: ClaimRequest,
-    /// Reps filtered out before the claim, for the decision record.
-    rejected: Vec<CandidateRecord>,
-    /// Why no rep of the pool could ever take the lead, if none could.
-    unroutable: Option<String>,
-    /// Said in the decision record whatever happens (an unknown pool sent to the default).
-    note: Option<String>,
-    /// `routing.candidates_shown`.
-    shown: usize,
-}
-
-impl Prepared {
-    /// The decision record's `reason`: the note, then why the lead is unroutable.
-    fn reason(&self) -> String {
-        match (&self.note, &self.unroutable) {
-            (Some(n), Some(u)) => format!("{n}; {u}"),
-            (Some(s), None) | (None, Some(s)) => s.clone(),
-            (None, None) => String::new(),
-        }
-    }
-}
-
 pub struct EngineParts {
     pub segments: SegmentRules,
     pub routing: RoutingPolicy,
@@ -162,60 +107,6 @@ thread_local! {
     static ROW: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The decision once the store has answered the claim.
-fn finish(mut decision: Decision, claim: Claim, p: Prepared) -> Decision {
-    let reason = p.reason();
-    let (rejected, pool) = (p.rejected, p.req.context.needs.pool);
-    let (status, mut candidates, replayed) = match claim {
-        Claim::Assigned {
-            assignment,
-            records,
-            replayed,
-        } => {
-            let status = if assignment.is_held() {
-                RoutingStatus::Assigned(assignment)
-            } else {
-                RoutingStatus::Closed(assignment)
-            };
-            (status, records, replayed)
-        }
-        Claim::Queued {
-            position,
-            records,
-            replayed,
-        } => (RoutingStatus::Queued { position }, records, replayed),
-    };
-    if !replayed {
-        candidates.extend(rejected);
-    }
-    let candidates_omitted = routing::cap_records(&mut candidates, p.shown);
-    decision.routing = Some(RoutingDecision {
-        status,
-        pool,
-        candidates,
-        replayed,
-        reason,
-        candidates_omitted,
-    });
-    decision
-}
-
-/// The decision for a lead no rep of its pool could ever take, when it is not queued.
-fn unroutable(mut decision: Decision, p: Prepared) -> Decision {
-    let reason = p.reason();
-    let mut candidates = p.rejected;
-    let candidates_omitted = routing::cap_records(&mut candidates, p.shown);
-    decision.routing = Some(RoutingDecision {
-        status: RoutingStatus::Unroutable,
-        pool: p.req.context.needs.pool,
-        candidates,
-        replayed: false,
-        reason,
-        candidates_omitted,
-    });
-    decision
-}
-
 impl Engine {
     pub fn new(parts: EngineParts) -> Engine {
         Engine {
@@ -244,6 +135,11 @@ impl Engine {
     }
 
     /// Largest artifact (or gate CSV) a request may carry: `model.max_bytes`.
+    /// Candidates a decision record lists by default (`routing.record_candidates`).
+    pub fn record_candidates(&self) -> usize {
+        self.parts.routing.record_candidates
+    }
+
     pub fn model_max_bytes(&self) -> u64 {
         self.parts
             .model_dir
@@ -322,30 +218,6 @@ impl Engine {
         }
         let claim = self.parts.store.claim(p.req.clone()).await?;
         Ok(self.routed(finish(decision, claim, p)))
-    }
-
-    /// Counts a submitted lead's routing (a replay was counted the first time) and names its
-    /// lead, rep and pool on the request's span.
-    fn routed(&self, d: Decision) -> Decision {
-        let Some(r) = &d.routing else {
-            return d;
-        };
-        let (status, rep) = match &r.status {
-            RoutingStatus::Assigned(a) if a.state == AssignmentState::Offered => {
-                ("offered", Some(a.rep_id.as_str()))
-            }
-            RoutingStatus::Assigned(a) => ("assigned", Some(a.rep_id.as_str())),
-            RoutingStatus::Queued { .. } => ("queued", None),
-            RoutingStatus::Closed(_) => ("closed", None),
-            RoutingStatus::Unroutable => ("unroutable", None),
-        };
-        crate::observe::annotate(&d.lead_id, rep, Some(&r.pool));
-        if !r.replayed {
-            self.parts
-                .metrics
-                .routed(&r.pool, &d.segment.segment, status);
-        }
-        d
     }
 
     /// Scores a batch of leads with one matrix-vector product (drift counted per lead).
@@ -512,7 +384,6 @@ impl Engine {
                 rejected: ranking.rejected,
                 unroutable,
                 note,
-                shown: policy.candidates_shown,
             },
         ))
     }

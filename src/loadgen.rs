@@ -180,6 +180,7 @@ async fn unary_worker(channel: Authed, mode: Mode, shared: Arc<Shared>) -> Tally
             _ => leads
                 .submit_lead(pb::SubmitLeadRequest {
                     lead: Some(shared.next_lead()),
+                    ..Default::default()
                 })
                 .await
                 .is_ok(),
@@ -208,7 +209,10 @@ async fn stream_worker(channel: Authed, window: usize, shared: Arc<Shared>) -> T
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(lead.id.clone(), Instant::now());
                 if tx
-                    .send(pb::SubmitLeadsRequest { lead: Some(lead) })
+                    .send(pb::SubmitLeadsRequest {
+                        lead: Some(lead),
+                        ..Default::default()
+                    })
                     .await
                     .is_err()
                 {

@@ -54,17 +54,19 @@ pub struct RoutingPolicy {
     pub max_pools: usize,
     #[serde(default = "default_max_reps_per_pool")]
     pub max_reps_per_pool: usize,
-    /// Candidates listed in a decision record (the chosen rep first); the rest are counted.
-    #[serde(default = "default_candidates_shown")]
-    pub candidates_shown: usize,
+    /// Candidates a decision record lists unless the request asks for all (the chosen rep,
+    /// the nearest of each other verdict, the best runners-up); the rest are counted per
+    /// verdict. `candidates_shown` was its name before 0.2.
+    #[serde(default = "default_record_candidates", alias = "candidates_shown")]
+    pub record_candidates: usize,
     /// A lead queued this many seconds is closed EXPIRED (recorded, not a training label), so
     /// a queue nobody works drains by itself; 0 (the default) keeps leads queued forever.
     #[serde(default, alias = "queue_ttl")]
     pub queue_ttl_s: f64,
 }
 
-fn default_candidates_shown() -> usize {
-    25
+fn default_record_candidates() -> usize {
+    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -167,4 +169,6 @@ impl RoutingPolicy {
 }
 
 mod rank;
+mod record;
 pub use rank::*;
+pub use record::*;

@@ -5,7 +5,7 @@ use crate::domain::event::{Event, EventKind};
 use crate::domain::lead::{AttrValue, Lead};
 use crate::domain::model::Factor;
 use crate::domain::rep::{PERIODS, Rep, Shift, TimeOff};
-use crate::domain::routing::{CandidateRecord, Verdict};
+use crate::domain::routing::{CandidateRecord, Explain, Omitted, Verdict};
 use crate::engine::Swap;
 use crate::engine::{Decision, LoadedModel, RoutingStatus};
 use crate::error::Error;
@@ -137,6 +137,28 @@ fn verdict(v: Verdict) -> pb::CandidateVerdict {
     }
 }
 
+/// A request's `explain`; an unknown number is INVALID_ARGUMENT.
+pub fn explain(v: i32) -> Result<Explain, Error> {
+    match pb::Explain::try_from(v) {
+        Ok(pb::Explain::Unspecified | pb::Explain::Summary) => Ok(Explain::Summary),
+        Ok(pb::Explain::Full) => Ok(Explain::Full),
+        Err(_) => Err(Error::invalid("explain", format!("unknown value {v}"))),
+    }
+}
+
+/// Omitted candidates per verdict, and their total.
+pub fn omitted(v: Omitted) -> (u32, Vec<pb::VerdictCount>) {
+    let total = v.iter().map(|(_, n)| n).sum();
+    let counts = v
+        .into_iter()
+        .map(|(v, count)| pb::VerdictCount {
+            verdict: verdict(v).into(),
+            count,
+        })
+        .collect();
+    (total, counts)
+}
+
 pub fn candidates(v: Vec<CandidateRecord>) -> Vec<pb::Candidate> {
     v.into_iter()
         .map(|c| pb::Candidate {
@@ -169,6 +191,7 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             RoutingStatus::Queued { position } => (pb::RoutingStatus::Queued, None, position),
             RoutingStatus::Unroutable => (pb::RoutingStatus::Unroutable, None, 0),
         };
+        let (candidates_omitted, omitted_by_verdict) = omitted(r.omitted);
         pb::Routing {
             status: status.into(),
             assignment,
@@ -177,7 +200,8 @@ pub fn decision(d: Decision) -> pb::DecisionRecord {
             replayed: r.replayed,
             pool: r.pool,
             reason: r.reason,
-            candidates_omitted: r.candidates_omitted,
+            candidates_omitted,
+            omitted_by_verdict,
         }
     });
     pb::DecisionRecord {

@@ -62,24 +62,25 @@ async fn submit_batch(
         let mut leads = Vec::with_capacity(batch.len());
         for m in batch {
             ids.push(m.lead.as_ref().map(|l| l.id.clone()).unwrap_or_default());
-            match convert::lead(m.lead) {
-                Ok(l) => {
+            match convert::lead(m.lead).and_then(|l| Ok((l, convert::explain(m.explain)?))) {
+                Ok((l, explain)) => {
                     leads.push(l);
-                    converted.push(None);
+                    converted.push(Ok(explain));
                 }
-                Err(e) => converted.push(Some(e)),
+                Err(e) => converted.push(Err(e)),
             }
         }
         let mut results = engine.submit_batch(leads).await.into_iter();
+        let shown = engine.record_candidates();
         ids.into_iter()
             .zip(converted)
-            .map(|(id, bad)| {
-                let r = match bad {
-                    Some(e) => Err(e),
-                    None => results.next().unwrap_or_else(|| {
+            .map(|(id, explain)| {
+                let r = explain.and_then(|explain| {
+                    let r = results.next().unwrap_or_else(|| {
                         Err(crate::error::Error::Internal("missing result".into()))
-                    }),
-                };
+                    });
+                    r.map(|d| d.explained(explain, shown))
+                });
                 stream_answer(id, r)
             })
             .collect()
@@ -110,7 +111,9 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let msg = req.into_inner();
         note_lead(msg.lead.as_ref());
         let lead = convert::lead(msg.lead)?;
+        let explain = convert::explain(msg.explain)?;
         let d = self.engine.submit(lead).await?;
+        let d = d.explained(explain, self.engine.record_candidates());
         Ok(Response::new(pb::SubmitLeadResponse {
             decision: Some(convert::decision(d)),
         }))

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::assignment::LeadState;
 use crate::domain::lead::{validate_id, validate_pool};
+use crate::domain::routing;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::grpc::{audit, convert, pb};
@@ -171,7 +172,9 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         crate::observe::annotate(&id, None, None);
         async {
             let lead = convert::lead(msg.lead)?;
+            let explain = convert::explain(msg.explain)?;
             let d = self.engine.submit(lead).await?;
+            let d = d.explained(explain, self.engine.record_candidates());
             Ok(Response::new(pb::AssignLeadResponse {
                 decision: Some(convert::decision(d)),
             }))
@@ -246,12 +249,18 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
         crate::observe::annotate(&msg.lead_id, None, None);
         let result = async {
             let target = Some(msg.rep_id.as_str()).filter(|s| !s.is_empty());
-            let moved = self.engine.reassign(&msg.lead_id, target).await?;
+            let explain = convert::explain(msg.explain)?;
+            let mut moved = self.engine.reassign(&msg.lead_id, target).await?;
+            let limit = explain.limit(self.engine.record_candidates());
+            let omitted = routing::summarise(&mut moved.records, limit);
+            let (candidates_omitted, omitted_by_verdict) = convert::omitted(omitted);
             Ok(Response::new(pb::ReassignLeadResponse {
                 assignment: Some(convert::assignment(moved.assignment)),
                 previous: Some(convert::assignment(moved.previous)),
                 candidates: convert::candidates(moved.records),
                 drained: convert::assignments(moved.drained),
+                candidates_omitted,
+                omitted_by_verdict,
             }))
         }
         .await;

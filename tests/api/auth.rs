@@ -58,6 +58,7 @@ async fn each_role_reaches_only_its_services_and_keys_reload() {
 
     let lead = || pb::SubmitLeadRequest {
         lead: Some(good_lead("l1")),
+        ..Default::default()
     };
     let e = app.leads().submit_lead(lead()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -150,6 +151,7 @@ async fn each_role_reaches_only_its_services_and_keys_reload() {
             .submit_lead(with_key(
                 pb::SubmitLeadRequest {
                     lead: Some(good_lead("l2")),
+                    ..Default::default()
                 },
                 &fresh,
             ))

@@ -25,7 +25,10 @@ async fn two_hundred_concurrent_submits_never_exceed_capacity() {
         let mut client = app.leads();
         tasks.push(tokio::spawn(async move {
             client
-                .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })
+                .submit_lead(pb::SubmitLeadRequest {
+                    lead: Some(lead),
+                    ..Default::default()
+                })
                 .await
                 .map(|r| r.into_inner())
         }));

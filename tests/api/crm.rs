@@ -380,6 +380,7 @@ async fn an_unanswered_offer_expires_to_the_next_rep_within_two_seconds() {
         .leads()
         .submit_lead(pb::SubmitLeadRequest {
             lead: Some(good_lead("l")),
+            ..Default::default()
         })
         .await
         .unwrap()

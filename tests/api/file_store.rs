@@ -68,6 +68,7 @@ async fn acknowledged_assignments_survive_kill_9_on_the_file_store() {
                 let r = leads
                     .submit_lead(pb::SubmitLeadRequest {
                         lead: Some(good_lead(&id)),
+                        ..Default::default()
                     })
                     .await;
                 match r {

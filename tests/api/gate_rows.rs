@@ -45,7 +45,10 @@ pub async fn record_outcomes(app: &impl Clients, prefix: &str, n: usize) {
     for (lead, converted) in bank_leads(prefix, 1, n) {
         let id = lead.id.clone();
         leads
-            .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })
+            .submit_lead(pb::SubmitLeadRequest {
+                lead: Some(lead),
+                ..Default::default()
+            })
             .await
             .unwrap();
         let outcome = if converted {

@@ -305,7 +305,10 @@ pub async fn submit_stream(app: &TestApp, leads: Vec<pb::Lead>) -> Vec<pb::Submi
     use tokio_stream::StreamExt;
     let reqs: Vec<pb::SubmitLeadsRequest> = leads
         .into_iter()
-        .map(|l| pb::SubmitLeadsRequest { lead: Some(l) })
+        .map(|l| pb::SubmitLeadsRequest {
+            lead: Some(l),
+            ..Default::default()
+        })
         .collect();
     let mut stream = app
         .leads()
@@ -322,7 +325,10 @@ pub async fn submit_stream(app: &TestApp, leads: Vec<pb::Lead>) -> Vec<pb::Submi
 
 pub async fn submit(app: &TestApp, lead: pb::Lead) -> Result<pb::DecisionRecord, tonic::Status> {
     app.leads()
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead),
+            ..Default::default()
+        })
         .await
         .map(|r| r.into_inner().decision.unwrap())
 }

@@ -224,7 +224,10 @@ async fn bad_leads_are_refused_naming_the_field_and_store_nothing() {
     assert_invalid(submit(&app, big).await, "lead.attributes");
     assert_invalid(
         app.leads()
-            .submit_lead(pb::SubmitLeadRequest { lead: None })
+            .submit_lead(pb::SubmitLeadRequest {
+                lead: None,
+                ..Default::default()
+            })
             .await,
         "lead",
     );

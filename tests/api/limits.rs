@@ -108,6 +108,7 @@ async fn a_trickled_request_body_times_out() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         pb::SubmitLeadsRequest {
             lead: Some(good_lead("s1")),
+            ..Default::default()
         }
     });
     let mut answers = app.leads().submit_leads(slow).await.unwrap().into_inner();
@@ -248,7 +249,10 @@ async fn oversized_leads_are_refused_by_name() {
     }
     let err = app
         .leads()
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(many) })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(many),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -266,6 +270,7 @@ async fn oversized_leads_are_refused_by_name() {
             .leads()
             .submit_lead(pb::SubmitLeadRequest {
                 lead: Some(good_lead(&"i".repeat(len))),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -278,6 +283,7 @@ async fn oversized_leads_are_refused_by_name() {
         .leads()
         .submit_lead(pb::SubmitLeadRequest {
             lead: Some(good_lead("fine")),
+            ..Default::default()
         })
         .await;
     assert!(ok.is_ok(), "{ok:?}");

@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crm;
+mod explain;
 mod export;
 mod file_store;
 mod gate_rows;

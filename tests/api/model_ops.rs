@@ -316,6 +316,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
         let id = lead.id.clone();
         c.submit_lead(pb::SubmitLeadRequest {
             lead: Some(lead.clone()),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -430,6 +431,7 @@ async fn route_close_retrain_gate_swap_runs_end_to_end() {
     let d = c
         .submit_lead(pb::SubmitLeadRequest {
             lead: Some(bank_leads("after", 1, 1)[0].0.clone()),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -46,7 +46,10 @@ async fn work(p: &Process, i: usize) {
     let lead = with(good_lead(&id), &[("age", n((20 + i % 50) as f64))]);
     let d = p
         .leads()
-        .submit_lead(pb::SubmitLeadRequest { lead: Some(lead) })
+        .submit_lead(pb::SubmitLeadRequest {
+            lead: Some(lead),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -143,28 +143,3 @@ async fn on_redis_traffic_registers_no_pool_and_a_lost_one_heals() {
         .await
         .unwrap();
 }
-
-/// A pool full of reps does not make every answer huge: the decision lists
-/// routing.candidates_shown of them, the chosen one always, and counts the rest.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decision_records_list_a_bounded_number_of_candidates() {
-    let app = spawn_app().await;
-    for i in 0..60 {
-        // Full reps with the language skill rank above the one with room.
-        app.add_rep(rep(&format!("full-{i:02}"), 0, &[("language:en", 1.0)]))
-            .await;
-    }
-    app.add_rep(rep("room", 5, &[])).await;
-    let d = submit(&app, good_lead("x")).await.unwrap();
-    let r = d.routing.unwrap();
-    assert_eq!(r.status(), pb::RoutingStatus::Assigned);
-    assert_eq!(r.candidates.len(), 25);
-    assert_eq!(r.candidates_omitted, 36);
-    assert!(
-        r.candidates
-            .iter()
-            .any(|c| c.rep_id == "room" && c.verdict() == pb::CandidateVerdict::Chosen),
-        "{:?}",
-        r.candidates
-    );
-}

@@ -124,6 +124,7 @@ async fn race_suite(url: String, cluster: bool) {
                     .leads()
                     .submit_lead(pb::SubmitLeadRequest {
                         lead: Some(race_lead(&id, i)),
+                        ..Default::default()
                     })
                     .await
                     .unwrap();
@@ -134,6 +135,7 @@ async fn race_suite(url: String, cluster: bool) {
                         .leads()
                         .submit_lead(pb::SubmitLeadRequest {
                             lead: Some(race_lead(&id, i)),
+                            ..Default::default()
                         })
                         .await
                         .unwrap();
@@ -207,6 +209,7 @@ async fn race_suite(url: String, cluster: bool) {
                         .leads()
                         .submit_lead(pb::SubmitLeadRequest {
                             lead: Some(race_lead(&id, i)),
+                            ..Default::default()
                         })
                         .await
                         .unwrap();

@@ -35,6 +35,7 @@ async fn an_offer_made_by_a_stopped_replica_expires_on_another() {
         .leads()
         .submit_lead(pb::SubmitLeadRequest {
             lead: Some(good_lead("l")),
+            ..Default::default()
         })
         .await
         .unwrap()

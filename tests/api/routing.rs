@@ -36,6 +36,7 @@ async fn retries_return_the_same_assignment_and_count_once() {
         .routing()
         .assign_lead(pb::AssignLeadRequest {
             lead: Some(good_lead("l")),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -159,6 +160,7 @@ async fn reassign_moves_the_lead_or_leaves_it() {
         let req = pb::ReassignLeadRequest {
             lead_id: "l".into(),
             rep_id: rep_id.into(),
+            ..Default::default()
         };
         async move { client.reassign_lead(req).await.map(|r| r.into_inner()) }
     };
@@ -187,6 +189,7 @@ async fn reassign_moves_the_lead_or_leaves_it() {
         .reassign_lead(pb::ReassignLeadRequest {
             lead_id: "m".into(),
             rep_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -21,6 +21,23 @@ pub enum Verdict {
     Excluded,
 }
 
+impl Verdict {
+    pub const ALL: [Verdict; 11] = [
+        Verdict::Chosen,
+        Verdict::Inactive,
+        Verdict::OffShift,
+        Verdict::OnLeave,
+        Verdict::MissingRequiredSkill,
+        Verdict::AtCapacity,
+        Verdict::OverQuota,
+        Verdict::LowerMatch,
+        Verdict::HigherUtilisation,
+        Verdict::ShorterIdle,
+        Verdict::Excluded,
+    ];
+    pub const COUNT: usize = Verdict::ALL.len();
+}
+
 /// A rep that passed the static filters, in ranking order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -54,22 +71,6 @@ pub struct CandidateRecord {
     pub detail: String,
     pub load: u32,
     pub capacity: u32,
-}
-
-/// Keeps the first `shown` records, the chosen one among them; returns how many were dropped.
-pub fn cap_records(records: &mut Vec<CandidateRecord>, shown: usize) -> u32 {
-    if records.len() <= shown {
-        return 0;
-    }
-    if let Some(i) = records.iter().position(|r| r.verdict == Verdict::Chosen)
-        && i >= shown
-    {
-        let chosen = records.remove(i);
-        records.insert(0, chosen);
-    }
-    let omitted = records.len() - shown;
-    records.truncate(shown);
-    omitted as u32
 }
 
 /// The static part of a decision: who may take the lead, and who was filtered out.
@@ -346,7 +347,7 @@ mod tests {
             unknown_pool: UnknownPool::Refuse,
             max_pools: 1000,
             max_reps_per_pool: 2000,
-            candidates_shown: 25,
+            record_candidates: 10,
             queue_ttl_s: 0.0,
         }
     }
@@ -363,30 +364,6 @@ mod tests {
 
     fn now() -> Timestamp {
         "2026-11-28T12:00:00Z".parse().unwrap()
-    }
-
-    #[test]
-    fn capped_records_keep_the_chosen_one() {
-        let record = |id: &str, verdict: Verdict| CandidateRecord {
-            rep_id: id.into(),
-            match_score: 0.0,
-            verdict,
-            detail: String::new(),
-            load: 0,
-            capacity: 0,
-        };
-        let mut rs: Vec<CandidateRecord> = (0..10)
-            .map(|i| record(&format!("r{i}"), Verdict::AtCapacity))
-            .collect();
-        rs.push(record("chosen", Verdict::Chosen));
-        let mut capped = rs.clone();
-        assert_eq!(cap_records(&mut capped, 4), 7);
-        assert_eq!(capped.len(), 4);
-        assert_eq!(capped[0].rep_id, "chosen");
-        assert_eq!(capped[1].rep_id, "r0");
-        let mut whole = rs.clone();
-        assert_eq!(cap_records(&mut whole, 11), 0);
-        assert_eq!(whole, rs);
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl Engine {
 
     /// Scores and segments a lead; pure CPU, nothing stored.
     pub fn score(&self, lead: &Lead) -> Result<Decision> {
-        crate::observe::annotate(&lead.id, None, None);
+        // The grpc handler names the lead on the request's span before it is checked.
         self.score_observed(lead, true)
     }
 

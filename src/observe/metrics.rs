@@ -1,9 +1,12 @@
 //! The service's metrics: one Prometheus recorder per server (not the process-global one, so
 //! two servers in one process, as in the tests, count apart), with typed helpers for each
 //! event the service counts.
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -27,8 +30,42 @@ const SECONDS: &[f64] = &[
 const DECILES: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 pub struct Metrics {
+    /// Tells this server's handles apart in the per-thread cache.
+    id: u64,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Past this many cached handles a thread starts over (labels are bounded by config, but
+/// pools x segments can be large).
+const CACHE_MAX: usize = 4096;
+
+/// Handles already registered, per thread, keyed "id\0name\0label values...": the hot
+/// path then costs one hash of a short string instead of label vectors and two registry
+/// lookups (the registry is shared and locked).
+#[derive(Default)]
+struct Cache {
+    key: String,
+    counters: HashMap<String, Counter, foldhash::fast::RandomState>,
+    histograms: HashMap<String, Histogram, foldhash::fast::RandomState>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::default();
+}
+
+impl Cache {
+    fn key<'a>(&mut self, id: u64, name: &str, values: impl Iterator<Item = &'a str>) {
+        use std::fmt::Write;
+        self.key.clear();
+        let _ = write!(self.key, "{id}\0{name}");
+        for v in values {
+            self.key.push('\0');
+            self.key.push_str(v);
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -51,7 +88,12 @@ impl Metrics {
             .expect("bucket lists are not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let m = Metrics { recorder, handle };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let m = Metrics {
+            id,
+            recorder,
+            handle,
+        };
         m.describe();
         m
     }
@@ -106,59 +148,64 @@ impl Metrics {
         }
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
-        self.recorder
-            .register_counter(&Key::from_parts(name, labels), &META)
+    /// Adds `n` to a counter; `labels` are (name, value) pairs, names static.
+    fn count(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        CACHE.with_borrow_mut(|c| {
+            c.key(self.id, name, labels.iter().map(|l| l.1));
+            if let Some(h) = c.counters.get(c.key.as_str()) {
+                return h.increment(n);
+            }
+            let h = self.recorder.register_counter(&key(name, labels), &META);
+            h.increment(n);
+            if c.counters.len() >= CACHE_MAX {
+                c.counters.clear();
+            }
+            c.counters.insert(c.key.clone(), h);
+        })
     }
 
-    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> metrics::Histogram {
-        self.recorder
-            .register_histogram(&Key::from_parts(name, labels), &META)
+    /// Records `v` in a histogram.
+    fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+        CACHE.with_borrow_mut(|c| {
+            c.key(self.id, name, labels.iter().map(|l| l.1));
+            if let Some(h) = c.histograms.get(c.key.as_str()) {
+                return h.record(v);
+            }
+            let h = self.recorder.register_histogram(&key(name, labels), &META);
+            h.record(v);
+            if c.histograms.len() >= CACHE_MAX {
+                c.histograms.clear();
+            }
+            c.histograms.insert(c.key.clone(), h);
+        })
     }
 
     /// A finished gRPC call. `service` and `method` come from a fixed list, never from the
     /// request, so a client cannot mint series.
     pub fn rpc(&self, service: &'static str, method: &'static str, code: &'static str, secs: f64) {
-        let labels = |code: Option<&'static str>| {
-            let mut l = vec![
-                Label::from_static_parts("service", service),
-                Label::from_static_parts("method", method),
-            ];
-            if let Some(c) = code {
-                l.push(Label::from_static_parts("code", c));
-            }
-            l
-        };
-        self.counter(RPC_REQUESTS, labels(Some(code))).increment(1);
-        self.histogram(RPC_DURATION, labels(None)).record(secs);
+        let labels = [("service", service), ("method", method), ("code", code)];
+        self.count(RPC_REQUESTS, &labels, 1);
+        self.observe(RPC_DURATION, &labels[..2], secs);
     }
 
     /// A lead scored into `segment` with probability `p`.
     pub fn scored(&self, segment: &str, p: f64) {
-        self.counter(
-            LEADS_SCORED,
-            vec![Label::new("segment", segment.to_string())],
-        )
-        .increment(1);
-        self.histogram(PROBABILITY, Vec::new()).record(p);
+        self.count(LEADS_SCORED, &[("segment", segment)], 1);
+        self.observe(PROBABILITY, &[], p);
     }
 
     /// A submitted lead's routing outcome (`assigned`, `offered`, `queued`, `unroutable`).
     pub fn routed(&self, pool: &str, segment: &str, status: &'static str) {
-        let labels = vec![
-            Label::new("pool", pool.to_string()),
-            Label::new("segment", segment.to_string()),
-            Label::from_static_parts("status", status),
-        ];
-        self.counter(LEADS_ROUTED, labels).increment(1);
+        let labels = [("pool", pool), ("segment", segment), ("status", status)];
+        self.count(LEADS_ROUTED, &labels, 1);
     }
 
     /// One store operation: its latency, and whether it failed.
     pub fn store_op(&self, op: &'static str, secs: f64, failed: bool) {
-        let labels = || vec![Label::from_static_parts("operation", op)];
-        self.histogram(STORE_DURATION, labels()).record(secs);
+        let labels = [("operation", op)];
+        self.observe(STORE_DURATION, &labels, secs);
         if failed {
-            self.counter(STORE_ERRORS, labels()).increment(1);
+            self.count(STORE_ERRORS, &labels, 1);
         }
     }
 
@@ -172,6 +219,15 @@ impl Metrics {
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// A registry key; label names are static, values copied.
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.to_string()))
+        .collect();
+    Key::from_parts(name, labels)
 }
 
 /// Shared handle.

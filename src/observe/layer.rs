@@ -122,8 +122,9 @@ impl Finish {
         let secs = self.start.elapsed().as_secs_f64();
         self.metrics.rpc(self.service, self.method, code, secs);
         let latency_ms = (secs * 1e6).round() / 1e3;
-        self.span.record("code", code);
-        self.span.record("latency_ms", latency_ms);
+        let mut notes = super::Notes::default();
+        super::with_notes(&self.span, |n| notes = std::mem::take(n));
+        record_end(&self.span, code, latency_ms, &notes);
         if self.log {
             let server_fault = matches!(code, "UNKNOWN" | "INTERNAL" | "DATA_LOSS");
             if server_fault {
@@ -133,6 +134,37 @@ impl Finish {
             }
         }
     }
+}
+
+/// Writes a finished request's fields on its span in one `record_all` (one formatting pass).
+fn record_end(span: &tracing::Span, code: &'static str, latency_ms: f64, notes: &super::Notes) {
+    use tracing::field::Value;
+    let Some(meta) = span.metadata() else {
+        return;
+    };
+    let fields = meta.fields();
+    let field = |name| fields.field(name);
+    let (Some(c), Some(l), Some(lead), Some(rep), Some(pool)) = (
+        field("code"),
+        field("latency_ms"),
+        field("lead_id"),
+        field("rep_id"),
+        field("pool"),
+    ) else {
+        return;
+    };
+    fn text(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    let (lead_v, rep_v, pool_v) = (text(&notes.lead_id), text(&notes.rep_id), text(&notes.pool));
+    let values: [(&tracing::field::Field, Option<&dyn Value>); 5] = [
+        (&c, Some(&code as &dyn Value)),
+        (&l, Some(&latency_ms as &dyn Value)),
+        (&lead, lead_v.as_ref().map(|v| v as &dyn Value)),
+        (&rep, rep_v.as_ref().map(|v| v as &dyn Value)),
+        (&pool, pool_v.as_ref().map(|v| v as &dyn Value)),
+    ];
+    span.record_all(&fields.value_set(&values));
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Observe<S>
@@ -162,18 +194,17 @@ where
             "rpc",
             service,
             method,
-            trace_id = Empty,
-            parent_id = Empty,
+            // Set at creation when known: every later record re-formats the span's fields.
+            trace_id = (!trace_id.is_empty()).then_some(trace_id),
+            parent_id = (!parent_id.is_empty()).then_some(parent_id),
             lead_id = Empty,
             rep_id = Empty,
             pool = Empty,
             code = Empty,
             latency_ms = Empty,
         );
+        #[cfg(feature = "otlp")]
         if !trace_id.is_empty() {
-            span.record("trace_id", trace_id);
-            span.record("parent_id", parent_id);
-            #[cfg(feature = "otlp")]
             crate::telemetry::otlp::adopt_parent(&span, req.headers());
         }
         let finish = Finish {

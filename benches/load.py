@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Same-run ratio table for `leadrouter bench`: starts a release server (memory store, then a
-Redis store on a private redis-server), drives each method at c1, c16, c64 and 4 connections x
-16 in flight, takes the median of --runs runs, and prints every throughput as a ratio to the
-grpc.health ceiling measured in the same run.
+"""Same-run ratio table for `leadrouter bench`. Starts a release server (shipped model, the
+example team without daily quotas, memory store; then a Redis store on a private
+redis-server) and the same-bytes ceiling (benches/ceiling.rs: a bare tonic LeadService that
+answers the real server's captured responses), drives each method at c1, c16 and c4m16
+(4 connections x 16 in flight), takes the median of --runs runs and prints every throughput
+as a ratio to its own ceiling and to grpc.health on the same server, in the same run.
 
-Usage: cargo build --release && python3 benches/load.py [--runs 3] [--duration 5]
-Needs redis-server on PATH for the Redis row. Prints Markdown.
+Steady state: a closer (`bench --keep-open`) closes the oldest submitted leads so the
+default pool sits at --utilisation of its capacity (sampled from /metrics during the run).
+Saturated: nobody closes; every rep fills and the rest queue (run last, they fill the store).
+
+Usage: cargo build --release --bin leadrouter --example ceiling
+       python3 benches/load.py [--runs 3] [--duration 5] [--h2load]
+Needs redis-server on PATH for the Redis rows, h2load for --h2load. Prints Markdown.
 """
 import argparse
 import json
@@ -18,9 +25,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 BIN = "target/release/leadrouter"
-CONFIGS = [("c1", 1, 1), ("c16", 16, 1), ("c64", 64, 1), ("c4m16", 4, 16)]
+CEILING = "target/release/examples/ceiling"
+CONFIGS = [("c1", 1, 1), ("c16", 16, 1), ("c4m16", 4, 16)]
 
 
 def free_port():
@@ -31,22 +40,45 @@ def free_port():
     return port
 
 
+def bench_team():
+    """The example team without daily quotas: a steady-state run assigns thousands of leads
+    a second, and 40 a day per rep would put everyone over quota within a second."""
+    with open("deploy/reps.example.toml") as f:
+        text = "".join(l for l in f if not l.startswith("daily_quota"))
+    path = os.path.join(tempfile.mkdtemp(), "bench-team.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def start_server(env_extra):
-    """Starts a server; returns (process, url, ms from exec to its "serving" log line, which
-    it writes just after health turns SERVING)."""
-    port = free_port()
+    """Starts a server; returns (process, grpc url, admin url, ms from exec to its "serving"
+    log line, written just after health turns SERVING)."""
+    port, admin = free_port(), free_port()
     env = dict(os.environ, LEADROUTER__SERVER__ADDR=f"127.0.0.1:{port}",
-               LEADROUTER__LOG__FORMAT="json", LEADROUTER__LOG__FILTER="info", **env_extra)
+               LEADROUTER__ADMIN__ADDR=f"127.0.0.1:{admin}",
+               LEADROUTER__LOG__FORMAT="json", LEADROUTER__LOG__FILTER="info",
+               LEADROUTER__LOG__REQUESTS="false", **env_extra)
     t0 = time.perf_counter()
     p = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         if "leadrouter serving" in line:
             ready_ms = (time.perf_counter() - t0) * 1000
-            # Keep draining the pipe so the server never blocks on it.
             threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
-            return p, f"http://127.0.0.1:{port}", ready_ms
+            return p, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", ready_ms
     raise RuntimeError("server did not start")
+
+
+def start_ceiling(url):
+    p = subprocess.Popen([CEILING, "--from", url], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    m = re.search(r"listening on (\S+)", line)
+    if not m:
+        raise RuntimeError(f"ceiling did not start: {p.stderr.read()}")
+    captured = p.stderr.readline().strip()
+    return p, f"http://{m.group(1)}", captured
 
 
 def rss_mib(p, field):
@@ -58,52 +90,71 @@ def rss_mib(p, field):
     return float("nan")
 
 
-def bench(server, mode, conns, inflight, a):
+def metric(admin, name, pool="default"):
+    text = urllib.request.urlopen(f"{admin}/metrics", timeout=5).read().decode()
+    m = re.search(rf'^{name}\{{pool="{pool}"\}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else float("nan")
+
+
+class Sampler:
+    """Samples the default pool's load / capacity every 0.25 s while a run goes on."""
+
+    def __init__(self, admin):
+        self.admin, self.samples, self.stop = admin, [], threading.Event()
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        while not self.stop.wait(0.25):
+            try:
+                cap = metric(self.admin, "leadrouter_pool_capacity")
+                self.samples.append(metric(self.admin, "leadrouter_pool_load") / cap)
+            except Exception:
+                pass
+
+    def finish(self):
+        self.stop.set()
+        self.t.join()
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+
+def bench(server, mode, conns, inflight, a, keep_open=0):
     out = subprocess.run(
         [BIN, "bench", "--server", server, "--mode", mode, "--connections", str(conns),
          "--concurrency", str(inflight), "--warmup", str(a.warmup),
-         "--duration", str(a.duration)],
+         "--duration", str(a.duration), "--keep-open", str(keep_open)],
         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
-def median_run(server, mode, conns, inflight, a):
-    runs = [bench(server, mode, conns, inflight, a) for _ in range(a.runs)]
+def median_run(server, mode, conns, inflight, a, keep_open=0, admin=None):
+    runs = []
+    for _ in range(a.runs):
+        sampler = Sampler(admin) if admin else None
+        r = bench(server, mode, conns, inflight, a, keep_open)
+        r["utilisation"] = sampler.finish() if sampler else None
+        runs.append(r)
     runs.sort(key=lambda r: r["rps"])
     return runs[len(runs) // 2]
 
 
-def h2load_check(url, a):
-    """ScoreLead through h2load and through `leadrouter bench` at the same concurrency."""
+def h2load_check(url, ours, a):
+    """ScoreLead through h2load beside `leadrouter bench` at the same concurrency: is our
+    generator within 10 % of a C client?"""
     body = os.path.join(tempfile.mkdtemp(), "score.bin")
     subprocess.run([BIN, "bench", "--write-body", body], check=True)
-    path = f"{url}/leadrouter.v1.LeadService/ScoreLead"
     hdr = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
-    # h2load counts HTTP 200s, and a broken body still gets 200: check this one once.
-    v = subprocess.run(["curl", "-sv", "--http2-prior-knowledge", *hdr, "--data-binary",
-                        f"@{body}", "-o", "/dev/null", path], capture_output=True, text=True)
-    status = [l for l in v.stderr.splitlines() if "grpc-status" in l]
-    assert status and status[-1].strip().endswith("grpc-status: 0"), v.stderr
-    health_body = os.path.join(os.path.dirname(body), "health.bin")
-    with open(health_body, "wb") as f:
-        f.write(b"\x00\x00\x00\x00\x00")  # an empty HealthCheckRequest, framed
-
-    def h2(conns, inflight, target, data):
-        h = subprocess.run(["h2load", "-c", str(conns), "-m", str(inflight), "-D",
-                            str(int(a.duration)), "--warm-up-time", str(int(a.warmup)),
-                            "-d", data, *hdr, f"{url}/{target}"],
-                           capture_output=True, text=True, check=True).stdout
-        rps = float(re.search(r"finished in [0-9.]+m?s, ([0-9.]+) req/s", h).group(1))
-        ok = int(re.search(r"status codes: (\d+) 2xx", h).group(1))
-        return rps, ok
-
     out = []
     for name, conns, inflight in [("c16", 16, 1), ("c4m16", 4, 16)]:
-        ceiling, _ = h2(conns, inflight, "grpc.health.v1.Health/Check", health_body)
-        rps, ok = h2(conns, inflight, "leadrouter.v1.LeadService/ScoreLead", body)
-        ours = median_run(url, "score", conns, inflight, a)["rps"]
-        out.append((name, ceiling, rps, ours, ok))
-    return status[-1].strip(), out
+        rps = []
+        for _ in range(a.runs):
+            h = subprocess.run(["h2load", "-c", str(conns), "-m", str(inflight), "-D",
+                                str(int(a.duration)), "--warm-up-time", str(int(a.warmup)),
+                                "-d", body, *hdr, f"{url}/leadrouter.v1.LeadService/ScoreLead"],
+                               capture_output=True, text=True, check=True).stdout
+            rps.append(float(re.search(r"finished in [0-9.]+m?s, ([0-9.]+) req/s", h).group(1)))
+        out.append((name, statistics.median(rps), ours[name]))
+    return out
 
 
 def main():
@@ -111,71 +162,79 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--utilisation", type=float, default=0.85)
     ap.add_argument("--h2load", action="store_true", help="cross-check ScoreLead with h2load")
+    ap.add_argument("--no-redis", action="store_true")
     a = ap.parse_args()
-    rows = []
-    ready = []
-    for _ in range(a.runs):
-        srv, url, ms = start_server({})
-        ready.append(ms)
-        srv.terminate()
-        srv.wait()
-    # The memory store is bounded (store.memory_max_leads); every rep is full after ~1,000
-    # leads here, so the SubmitLead and stream runs queue ~10^6 leads: lift the limit, or the
-    # later runs would measure RESOURCE_EXHAUSTED answers.
-    srv, url, _ = start_server({"LEADROUTER__STORE__MEMORY_MAX_LEADS": "100000000"})
-    time.sleep(0.5)
-    idle_rss = rss_mib(srv, "VmRSS")
-    peak_c64 = None
+    team = {"LEADROUTER__REPS__FILE": os.path.abspath(bench_team())}
+    rows, notes = [], []
+    srv, url, admin, _ = start_server(team)
+    ceil, curl, captured = start_ceiling(url)
+    notes.append(f"ceiling {captured}")
+    capacity = metric(admin, "leadrouter_pool_capacity")
+    keep = int(capacity * a.utilisation)
+    notes.append(f"default pool capacity {capacity:.0f}; the closer keeps {keep} leads open")
+    score_rps = {}
     try:
         for name, conns, inflight in CONFIGS:
-            ceiling = median_run(url, "health", conns, inflight, a)
-            rows.append((name, "health (ceiling)", ceiling, ceiling))
-            for mode in ("score", "submit", "stream"):
-                rows.append((name, f"{mode} (memory)",
-                             median_run(url, mode, conns, inflight, a), ceiling))
-            if name == "c64":
-                peak_c64 = rss_mib(srv, "VmHWM")
-        h2 = h2load_check(url, a) if a.h2load else None
+            health = median_run(url, "health", conns, inflight, a)
+            rows.append((name, "health", health, None, health))
+            for mode, label, k in [("score", "ScoreLead", 0),
+                                   ("submit", "SubmitLead steady", keep),
+                                   ("stream", "SubmitLeads stream steady", keep)]:
+                c = median_run(curl, mode, conns, inflight, a, k)
+                r = median_run(url, mode, conns, inflight, a, k, admin if k else None)
+                rows.append((name, f"{label} (memory)", r, c, health))
+                if mode == "score":
+                    score_rps[name] = r["rps"]
+        for name, conns, inflight in CONFIGS:
+            for mode, label in [("submit", "SubmitLead saturated"),
+                                ("stream", "SubmitLeads stream saturated")]:
+                r = median_run(url, mode, conns, inflight, a)
+                rows.append((name, f"{label} (memory)", r, None, None))
+        peak = rss_mib(srv, "VmHWM")
+        notes.append(f"memory store: peak RSS after the whole table {peak:.0f} MiB "
+                     f"(store.memory_max_leads at its default)")
+        h2 = h2load_check(url, score_rps, a) if a.h2load else None
     finally:
-        srv.terminate()
-        srv.wait()
-    if shutil.which("redis-server"):
+        for p in (ceil, srv):
+            p.terminate()
+            p.wait()
+    if shutil.which("redis-server") and not a.no_redis:
         d = tempfile.mkdtemp()
         sock = os.path.join(d, "redis.sock")
         redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock,
                                   "--save", "", "--appendonly", "no", "--dir", d],
                                  stdout=subprocess.DEVNULL)
         time.sleep(0.3)
-        srv, url, _ = start_server({"LEADROUTER__STORE__URL": f"redis+unix://{sock}"})
+        srv, url, admin, _ = start_server(dict(team, LEADROUTER__STORE__URL=f"redis+unix://{sock}"))
         try:
             for name, conns, inflight in CONFIGS:
-                ceiling = median_run(url, "health", conns, inflight, a)
-                rows.append((name, "health (ceiling, redis run)", ceiling, ceiling))
-                rows.append((name, "submit (redis)",
-                             median_run(url, "submit", conns, inflight, a), ceiling))
+                score = median_run(url, "score", conns, inflight, a)
+                rows.append((name, "ScoreLead (Redis run)", score, None, None))
+                r = median_run(url, "submit", conns, inflight, a, keep, admin)
+                rows.append((name, "SubmitLead steady (Redis)", r, None, score))
         finally:
             srv.terminate()
             srv.wait()
             redis.terminate()
-    print(f"exec -> health SERVING (shipped model), median of {a.runs}: "
-          f"{statistics.median(ready):.0f} ms; RSS idle {idle_rss:.1f} MiB, "
-          f"peak after the c1/c16/c64 loads (memory store) {peak_c64:.1f} MiB")
+    for n in notes:
+        print(n)
     if h2:
-        print(f"h2load cross-check (body verified once with curl: {h2[0]}):")
-        print("| load | h2load health rps | h2load ScoreLead rps | ScoreLead / health | "
-              "leadrouter bench ScoreLead rps | bench / h2load | h2load 2xx |")
-        print("|---|---|---|---|---|---|---|")
-        for name, ceiling, rps, ours, ok in h2[1]:
-            print(f"| {name} | {ceiling:,.0f} | {rps:,.0f} | {rps / ceiling:.2f} | {ours:,.0f} | "
-                  f"{ours / rps:.2f} | {ok} |")
+        print("| load | h2load ScoreLead rps | leadrouter bench ScoreLead rps | bench / h2load |")
+        print("|---|---|---|---|")
+        for name, theirs, ours in h2:
+            print(f"| {name} | {theirs:,.0f} | {ours:,.0f} | {ours / theirs:.2f} |")
     print(f"median of {a.runs} runs, {a.duration:g} s each after {a.warmup:g} s warm-up; "
           f"{os.cpu_count()} cores shared by server, load and Redis")
-    print("| load | method | rps | ratio to ceiling | p50 us | p99 us | p99.9 us | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, label, r, c in rows:
-        print(f"| {name} | {label} | {r['rps']:,.0f} | {r['rps'] / c['rps']:.2f} | "
-              f"{r['p50_us']} | {r['p99_us']} | {r['p999_us']} | {r['errors']} |")
+    print("| load | method | rps | / its ceiling | / health (or ScoreLead) | utilisation | "
+          "p50 us | p99 us | errors | closes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, label, r, c, base in rows:
+        ratio = lambda x: f"{r['rps'] / x['rps']:.2f} ({x['rps']:,.0f})" if x else ""
+        u = f"{r['utilisation']:.2f}" if r.get("utilisation") is not None else ""
+        print(f"| {name} | {label} | {r['rps']:,.0f} | {ratio(c)} | {ratio(base)} | {u} | "
+              f"{r['p50_us']} | {r['p99_us']} | {r['errors']} | {r['closes']} |")
 
 
 if __name__ == "__main__":

@@ -393,8 +393,9 @@ async fn export_to(
 }
 
 /// A command whose reader went away (`leadrouter report ... | head`) ends quietly, as other
-/// Unix tools do, instead of failing on the next write. Not for `serve`: Rust ignores SIGPIPE
-/// so that a peer closing a socket is an error on that socket, not the server's death.
+/// Unix tools do, instead of failing on the next write. Not for `serve` or `bench`: Rust
+/// ignores SIGPIPE so that a peer closing a socket is an error on that socket, not the death
+/// of the process (the bench's load connections see servers reset streams and connections).
 fn die_quietly_on_a_closed_pipe() {
     // SAFETY: resetting a signal's disposition to its default before any other thread writes
     // to a pipe; no handler runs Rust code.
@@ -407,7 +408,7 @@ fn die_quietly_on_a_closed_pipe() {
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
-    if !matches!(command, Command::Serve(_)) {
+    if !matches!(command, Command::Serve(_) | Command::Bench(_)) {
         die_quietly_on_a_closed_pipe();
     }
     match command {

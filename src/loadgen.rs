@@ -2,15 +2,22 @@
 //! flight per connection, a warm-up, then a timed window; prints rps and latency percentiles.
 //! With auth on, `$LEADROUTER_TOKEN` (a marketing or admin key) is sent with every call.
 //! Leads are real rows of a CSV (bank-marketing by default), each sent with a fresh id so
-//! SubmitLead never replays.
+//! SubmitLead never replays; requests are encoded once per row (`raw.rs`) so the generator's
+//! CPU goes to HTTP/2. `--keep-open` adds a closer that keeps the pool in a steady state.
+
+mod raw;
+mod workers;
+
+pub use raw::{RawCodec, StreamAnswer, Templates, lead_id, score_body, submit_body};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
+use workers::{Bearer, Closer, Shared};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::grpc::pb;
 
@@ -58,6 +65,10 @@ pub struct BenchArgs {
     /// Columns of --leads not sent (comma-separated): the label and leaky ones.
     #[arg(long, value_delimiter = ',', default_value = "y,duration")]
     pub drop_columns: Vec<String>,
+    /// Steady state: a closer closes the oldest submitted leads (CloseAssignment, on its own
+    /// connection) so at most this many stay open; 0 (the default) closes nothing.
+    #[arg(long, default_value_t = 0)]
+    pub keep_open: usize,
     /// Instead of running, write one ScoreLead request as a gRPC-framed body (5-byte prefix +
     /// protobuf) to this file, for h2load -d.
     #[arg(long)]
@@ -78,10 +89,13 @@ pub struct Report {
     pub p90_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
+    /// CloseAssignment calls the closer made, and how many failed.
+    pub closes: u64,
+    pub close_errors: u64,
 }
 
-/// Reads the lead attributes once; requests clone a row and set a fresh id.
-fn read_leads(args: &BenchArgs) -> anyhow::Result<Vec<pb::Lead>> {
+/// Reads the lead attributes once; requests are encoded from these rows.
+pub fn read_leads(args: &BenchArgs) -> anyhow::Result<Vec<pb::Lead>> {
     let table = crate::training::data::read(&args.leads, None).map_err(anyhow::Error::msg)?;
     let skip: Vec<&str> = args.drop_columns.iter().map(String::as_str).collect();
     let leads: Vec<pb::Lead> = (0..table.rows.len())
@@ -90,164 +104,6 @@ fn read_leads(args: &BenchArgs) -> anyhow::Result<Vec<pb::Lead>> {
         .collect();
     anyhow::ensure!(!leads.is_empty(), "no leads in {}", args.leads.display());
     Ok(leads)
-}
-
-struct Shared {
-    leads: Vec<pb::Lead>,
-    seq: AtomicU64,
-    run: u64,
-    /// Requests before this instant are warm-up; none start after `end`.
-    measure_from: Instant,
-    end: Instant,
-}
-
-impl Shared {
-    fn next_lead(&self) -> pb::Lead {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut lead = self.leads[(n % self.leads.len() as u64) as usize].clone();
-        lead.id = format!("bench-{}-{n}", self.run);
-        lead
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u32>,
-    errors: u64,
-}
-
-impl Tally {
-    fn record(&mut self, shared: &Shared, started: Instant, ok: bool) {
-        if started < shared.measure_from {
-            return;
-        }
-        if ok {
-            let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-            self.latencies_us.push(us);
-        } else {
-            self.errors += 1;
-        }
-    }
-}
-
-/// Adds `authorization: Bearer $LEADROUTER_TOKEN` to every call when the variable is set (a
-/// server with keys on wants a marketing or admin key).
-#[derive(Clone)]
-struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Bearer {
-    fn from_env() -> anyhow::Result<Bearer> {
-        let Ok(token) = std::env::var("LEADROUTER_TOKEN") else {
-            return Ok(Bearer(None));
-        };
-        let value = format!("Bearer {}", token.trim())
-            .parse()
-            .map_err(|_| anyhow::anyhow!("LEADROUTER_TOKEN is not a valid header value"))?;
-        Ok(Bearer(Some(value)))
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-type Authed = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
-
-async fn unary_worker(channel: Authed, mode: Mode, shared: Arc<Shared>) -> Tally {
-    let mut tally = Tally::default();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let mut leads = pb::lead_service_client::LeadServiceClient::new(channel);
-    while Instant::now() < shared.end {
-        let started = Instant::now();
-        let ok = match mode {
-            Mode::Health => health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .is_ok(),
-            Mode::Score => leads
-                .score_lead(pb::ScoreLeadRequest {
-                    lead: Some(shared.next_lead()),
-                })
-                .await
-                .is_ok(),
-            _ => leads
-                .submit_lead(pb::SubmitLeadRequest {
-                    lead: Some(shared.next_lead()),
-                    ..Default::default()
-                })
-                .await
-                .is_ok(),
-        };
-        tally.record(&shared, started, ok);
-    }
-    tally
-}
-
-async fn stream_worker(channel: Authed, window: usize, shared: Arc<Shared>) -> Tally {
-    let mut tally = Tally::default();
-    let mut client = pb::lead_service_client::LeadServiceClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::SubmitLeadsRequest>(window);
-    let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
-    let permits = Arc::new(tokio::sync::Semaphore::new(window));
-    let feeder = {
-        let (shared, sent, permits) = (shared.clone(), sent.clone(), permits.clone());
-        tokio::spawn(async move {
-            while Instant::now() < shared.end {
-                let Ok(p) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                p.forget();
-                let lead = shared.next_lead();
-                sent.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(lead.id.clone(), Instant::now());
-                if tx
-                    .send(pb::SubmitLeadsRequest {
-                        lead: Some(lead),
-                        ..Default::default()
-                    })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-    };
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    match client.submit_leads(stream).await {
-        Ok(resp) => {
-            let mut inbound = resp.into_inner();
-            while let Ok(Some(msg)) = inbound.message().await {
-                permits.add_permits(1);
-                let started = sent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&msg.lead_id);
-                if let Some(started) = started {
-                    let ok = matches!(
-                        msg.result,
-                        Some(pb::submit_leads_response::Result::Decision(_))
-                    );
-                    tally.record(&shared, started, ok);
-                }
-                if Instant::now() >= shared.end && sent.lock().map(|s| s.is_empty()).unwrap_or(true)
-                {
-                    break;
-                }
-            }
-        }
-        Err(_) => tally.errors += 1,
-    }
-    feeder.abort();
-    tally
 }
 
 fn percentile(sorted: &[u32], q: f64) -> u64 {
@@ -287,25 +143,40 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             bearer.clone(),
         ));
     }
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let templates = match args.mode {
+        Mode::Score => Templates::new(&leads, run, score_body),
+        _ => Templates::new(&leads, run, submit_body),
+    };
+    let closer = if args.keep_open > 0 {
+        let ch = Endpoint::from_shared(args.server.clone())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        let ch = tonic::service::interceptor::InterceptedService::new(ch, bearer.clone());
+        Some(Closer::start(ch, args.keep_open, run))
+    } else {
+        None
+    };
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let shared = Arc::new(Shared {
-        leads,
+        templates,
         seq: AtomicU64::new(0),
-        run: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default(),
         measure_from,
         end: measure_from + Duration::from_secs_f64(args.duration),
+        closer: closer.as_ref().map(Closer::sender),
     });
     let mut tasks = Vec::new();
     for ch in &channels {
         for _ in 0..args.concurrency.max(1) {
             let (ch, shared) = (ch.clone(), shared.clone());
             tasks.push(match args.mode {
-                Mode::Stream => tokio::spawn(stream_worker(ch, args.window.max(1), shared)),
-                mode => tokio::spawn(unary_worker(ch, mode, shared)),
+                Mode::Stream => tokio::spawn(workers::stream(ch, args.window.max(1), shared)),
+                mode => tokio::spawn(workers::unary(ch, mode, shared)),
             });
         }
     }
@@ -317,6 +188,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         errors += tally.errors;
     }
     all.sort_unstable();
+    drop(shared);
+    let (closes, close_errors) = match closer {
+        Some(c) => c.finish().await,
+        None => (0, 0),
+    };
     let seconds = args.duration;
     Ok(Report {
         mode: format!("{:?}", args.mode).to_lowercase(),
@@ -330,6 +206,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         p90_us: percentile(&all, 0.90),
         p99_us: percentile(&all, 0.99),
         p999_us: percentile(&all, 0.999),
+        closes,
+        close_errors,
     })
 }
 

@@ -118,11 +118,25 @@ class Sampler:
         return statistics.median(self.samples) if self.samples else float("nan")
 
 
+def window(conns, inflight, steady):
+    """Leads outstanding per stream: 64, or in steady state at most 256 in all, so what is in
+    flight fits the pool (475 seats) beside the leads kept open."""
+    return max(1, min(64, 256 // (conns * inflight))) if steady else 64
+
+
+def keep_open(capacity, a, conns, inflight, mode):
+    """Leads the closer leaves open: the target utilisation, less half of what is in flight
+    (those take seats as they land)."""
+    flight = conns * inflight * (window(conns, inflight, True) if mode == "stream" else 1)
+    return max(1, int(capacity * a.utilisation) - flight // 2)
+
+
 def bench(server, mode, conns, inflight, a, keep_open=0):
     out = subprocess.run(
         [BIN, "bench", "--server", server, "--mode", mode, "--connections", str(conns),
          "--concurrency", str(inflight), "--warmup", str(a.warmup),
-         "--duration", str(a.duration), "--keep-open", str(keep_open)],
+         "--duration", str(a.duration), "--keep-open", str(keep_open),
+         "--window", str(window(conns, inflight, keep_open > 0))],
         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -172,16 +186,16 @@ def main():
     ceil, curl, captured = start_ceiling(url)
     notes.append(f"ceiling {captured}")
     capacity = metric(admin, "leadrouter_pool_capacity")
-    keep = int(capacity * a.utilisation)
-    notes.append(f"default pool capacity {capacity:.0f}; the closer keeps {keep} leads open")
+    notes.append(f"default pool capacity {capacity:.0f}; the closer aims at {a.utilisation:.0%}")
     score_rps = {}
     try:
         for name, conns, inflight in CONFIGS:
             health = median_run(url, "health", conns, inflight, a)
             rows.append((name, "health", health, None, health))
-            for mode, label, k in [("score", "ScoreLead", 0),
-                                   ("submit", "SubmitLead steady", keep),
-                                   ("stream", "SubmitLeads stream steady", keep)]:
+            for mode, label, steady in [("score", "ScoreLead", False),
+                                        ("submit", "SubmitLead steady", True),
+                                        ("stream", "SubmitLeads stream steady", True)]:
+                k = keep_open(capacity, a, conns, inflight, mode) if steady else 0
                 c = median_run(curl, mode, conns, inflight, a, k)
                 r = median_run(url, mode, conns, inflight, a, k, admin if k else None)
                 rows.append((name, f"{label} (memory)", r, c, health))
@@ -212,7 +226,8 @@ def main():
             for name, conns, inflight in CONFIGS:
                 score = median_run(url, "score", conns, inflight, a)
                 rows.append((name, "ScoreLead (Redis run)", score, None, None))
-                r = median_run(url, "submit", conns, inflight, a, keep, admin)
+                k = keep_open(capacity, a, conns, inflight, "submit")
+                r = median_run(url, "submit", conns, inflight, a, k, admin)
                 rows.append((name, "SubmitLead steady (Redis)", r, None, score))
         finally:
             srv.terminate()

@@ -23,6 +23,18 @@ pub fn who<T>(req: &Request<T>) -> Who {
     }
 }
 
+/// A caller's address as `ip:port`, or `-` when the transport has none.
+struct Peer(Option<SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Logs the call and hands its result back.
 pub fn record<T>(
     who: &Who,
@@ -39,7 +51,7 @@ pub fn record<T>(
         method,
         key = %who.key,
         role = who.role,
-        peer = ?who.peer,
+        peer = %Peer(who.peer),
         what,
         outcome = %outcome,
         "state-changing call"

@@ -165,7 +165,7 @@ pub fn candidates(v: Vec<CandidateRecord>) -> Vec<pb::Candidate> {
             rep_id: c.rep_id,
             match_score: c.match_score,
             verdict: verdict(c.verdict).into(),
-            detail: c.detail,
+            detail: c.detail.to_string(),
             load: c.load,
             capacity: c.capacity,
         })

@@ -68,9 +68,80 @@ pub struct CandidateRecord {
     pub rep_id: String,
     pub match_score: f64,
     pub verdict: Verdict,
-    pub detail: String,
+    pub detail: Detail,
     pub load: u32,
     pub capacity: u32,
+}
+
+/// Why a record has its verdict, in words. Kept as numbers and formatted only when shown:
+/// a decision builds a record per rep of the pool and lists ten of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    Text(std::borrow::Cow<'static, str>),
+    Load {
+        load: u32,
+        capacity: u32,
+    },
+    Quota {
+        used: u32,
+        limit: u32,
+        period: &'static str,
+    },
+    Match {
+        score: f64,
+        best: f64,
+    },
+    Utilisation {
+        mine: f64,
+        best: f64,
+    },
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail::Text("".into())
+    }
+}
+
+impl From<&'static str> for Detail {
+    fn from(s: &'static str) -> Self {
+        Detail::Text(s.into())
+    }
+}
+
+impl From<String> for Detail {
+    fn from(s: String) -> Self {
+        Detail::Text(s.into())
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Detail::Text(t) => f.write_str(t),
+            Detail::Load { load, capacity } => write!(f, "load {load} of {capacity}"),
+            Detail::Quota {
+                used,
+                limit,
+                period,
+            } => write!(f, "{used} of {limit} {period}"),
+            Detail::Match { score, best } => write!(f, "match {score:.3} < {best:.3}"),
+            Detail::Utilisation { mine, best } => write!(f, "utilisation {mine:.2} > {best:.2}"),
+        }
+    }
+}
+
+// Records travel as their words.
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Detail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Detail::from)
+    }
 }
 
 /// The static part of a decision: who may take the lead, and who was filtered out.
@@ -110,7 +181,7 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: &[String]) -> 
     for rep in reps.iter().filter(|r| r.pool == needs.pool) {
         let at = rep.availability(now, &mut zones);
         let match_score: f64 = needs.preferred.iter().map(|(s, w)| w * rep.skill(s)).sum();
-        let reject = |verdict, detail: String| CandidateRecord {
+        let reject = |verdict, detail: Detail| CandidateRecord {
             rep_id: rep.id.clone(),
             match_score,
             verdict,
@@ -133,7 +204,7 @@ pub fn rank(reps: &[Rep], needs: &Needs, now: Timestamp, exclude: &[String]) -> 
         } else if let Some(missing) = needs.required_skills.iter().find(|s| rep.skill(s) <= 0.0) {
             out.rejected.push(reject(
                 Verdict::MissingRequiredSkill,
-                format!("missing skill {missing}"),
+                format!("missing skill {missing}").into(),
             ));
         } else {
             out.candidates.push(Candidate {
@@ -266,19 +337,22 @@ pub fn choose(
         .enumerate()
         .map(|(i, c)| {
             let (verdict, detail) = match (room(i), best) {
-                (Some(v @ Verdict::AtCapacity), _) => {
-                    (v, format!("load {} of {}", live[i].load, c.capacity))
-                }
+                (Some(v @ Verdict::AtCapacity), _) => (
+                    v,
+                    Detail::Load {
+                        load: live[i].load,
+                        capacity: c.capacity,
+                    },
+                ),
                 (Some(v), _) => {
                     let k = full_period(i).unwrap_or(0);
                     (
                         v,
-                        format!(
-                            "{} of {} {}",
-                            live[i].counts[k],
-                            c.quotas[k].unwrap_or(0),
-                            PERIODS[k].phrase()
-                        ),
+                        Detail::Quota {
+                            used: live[i].counts[k],
+                            limit: c.quotas[k].unwrap_or(0),
+                            period: PERIODS[k].phrase(),
+                        },
                     )
                 }
                 (None, Some(b)) if b == i => (Verdict::Chosen, "best match with room".into()),
@@ -287,12 +361,18 @@ pub fn choose(
                     if w.match_score - c.match_score > SCORE_EPSILON {
                         (
                             Verdict::LowerMatch,
-                            format!("match {:.3} < {:.3}", c.match_score, w.match_score),
+                            Detail::Match {
+                                score: c.match_score,
+                                best: w.match_score,
+                            },
                         )
                     } else if util(i) > util(b) + f64::EPSILON {
                         (
                             Verdict::HigherUtilisation,
-                            format!("utilisation {:.2} > {:.2}", util(i), util(b)),
+                            Detail::Utilisation {
+                                mine: util(i),
+                                best: util(b),
+                            },
                         )
                     } else {
                         (Verdict::ShorterIdle, "tie broken by idle time".into())
@@ -489,6 +569,6 @@ mod tests {
         );
         assert_eq!(w, None);
         assert_eq!(rec[0].verdict, Verdict::OverQuota);
-        assert_eq!(rec[0].detail, "2 of 2 this week");
+        assert_eq!(rec[0].detail.to_string(), "2 of 2 this week");
     }
 }

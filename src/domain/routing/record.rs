@@ -80,7 +80,7 @@ mod tests {
             rep_id: id.into(),
             match_score: 0.0,
             verdict,
-            detail: String::new(),
+            detail: Default::default(),
             load: 0,
             capacity: 0,
         }

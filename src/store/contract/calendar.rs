@@ -37,7 +37,7 @@ pub async fn weekly_quota_is_enforced_and_named(store: Arc<dyn Store>) {
         panic!("{c:?}")
     };
     assert_eq!(records[0].verdict, Verdict::OverQuota);
-    assert_eq!(records[0].detail, "2 of 2 this week");
+    assert_eq!(records[0].detail.to_string(), "2 of 2 this week");
     let sunday = saturday + 24.hours();
     assert!(store.drain("default", sunday).await.unwrap().is_empty());
     let status = store.rep("r", sunday).await.unwrap().unwrap();

@@ -262,7 +262,10 @@ fn records(candidates: &[Candidate], listed: &Listed, read: &Read) -> Vec<Candid
             rep_id: c.rep_id.clone(),
             match_score: c.match_score,
             verdict: routing::Verdict::LowerMatch,
-            detail: format!("match {:.3} < {:.3}", c.match_score, top),
+            detail: routing::Detail::Match {
+                score: c.match_score,
+                best: top,
+            },
             load: 0,
             capacity: c.capacity,
         });

@@ -188,8 +188,8 @@ pub struct StoreSettings {
     /// closed lead is forgotten to make room; with none closed, new leads are refused with
     /// RESOURCE_EXHAUSTED. Outcomes kept for export are capped at the same number.
     pub memory_max_leads: usize,
-    /// memory:// only: bytes of lead contexts (stored leads and kept outcomes, estimated by
-    /// `LeadContext::approx_bytes`) at most; the same forgetting, then RESOURCE_EXHAUSTED.
+    /// memory:// only: bytes of lead contexts (stored leads and kept outcomes, as packed by
+    /// `domain::packed`) at most; the same forgetting, then RESOURCE_EXHAUSTED.
     pub memory_max_bytes: usize,
     /// How often the store is pinged for health (routing NOT_SERVING while it fails).
     pub health_poll_ms: u64,

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod lead;
 pub mod ledger;
 pub mod model;
+pub mod packed;
 pub mod rep;
 pub mod report;
 pub mod routing;

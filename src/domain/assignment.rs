@@ -116,45 +116,6 @@ pub struct LeadContext {
     pub expected_value: f64,
 }
 
-impl LeadContext {
-    /// Roughly the heap this context takes in a store's memory: its strings plus a fixed cost
-    /// per allocation and map entry (against counted allocations: within ~8 % for 20 to 250
-    /// attributes). What `store.memory_max_bytes` counts.
-    pub fn approx_bytes(&self) -> usize {
-        use crate::domain::lead::AttrValue;
-        const BASE: usize = 640;
-        const PER_STRING: usize = 32;
-        const PER_ENTRY: usize = 72;
-        let attrs: usize = self
-            .lead
-            .attributes
-            .iter()
-            .map(|(k, v)| {
-                PER_ENTRY
-                    + k.len()
-                    + match v {
-                        AttrValue::String(s) => s.len() + PER_STRING,
-                        _ => 0,
-                    }
-            })
-            .sum();
-        let needs = self.needs.pool.len()
-            + self
-                .needs
-                .required_skills
-                .iter()
-                .map(|s| s.len() + PER_STRING)
-                .sum::<usize>()
-            + self
-                .needs
-                .preferred
-                .iter()
-                .map(|(s, _)| s.len() + PER_STRING + 8)
-                .sum::<usize>();
-        BASE + self.lead.id.len() + attrs + needs + self.segment.len() + self.model_version.len()
-    }
-}
-
 /// Where a lead stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeadState {

@@ -9,6 +9,7 @@ use crate::domain::assignment::{
     Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
 use crate::domain::event::{EventKind, EventPage, Retention};
+use crate::domain::packed::{PackedContext, View};
 use crate::domain::rep::Rep;
 use crate::domain::routing::Candidate;
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ mod queue;
 mod report;
 mod state;
 use ledger::Move;
-use state::{LeadEntry, RepEntry, State, booked_kind, queue_key};
+use state::{KeptOutcome, LeadEntry, RepEntry, State, booked_kind, queue_key};
 
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -83,7 +84,7 @@ impl MemoryStore {
         &self,
         s: &mut State,
         assignment: Assignment,
-        ctx: LeadContext,
+        ctx: PackedContext,
         outcome: Outcome,
         value: Option<f64>,
         held_since: i64,
@@ -102,7 +103,7 @@ impl MemoryStore {
         };
         s.ledger.record(
             EventKind::Closed,
-            &ctx,
+            ctx.view(),
             None,
             &assignment.rep_id,
             Some(outcome.as_str()),
@@ -118,8 +119,8 @@ impl MemoryStore {
         s.emit(&closed, EventKind::Closed, &rep, outcome.as_str(), now);
         // Imported history is report data, not a training row: its columns are the CRM's.
         if !closed.imported {
-            s.bytes += ctx.approx_bytes();
-            s.outcomes.push_back(OutcomeRecord {
+            s.bytes += ctx.heap_bytes();
+            s.outcomes.push_back(KeptOutcome {
                 context: ctx.clone(),
                 rep_id: closed.rep_id.clone(),
                 outcome,
@@ -134,7 +135,7 @@ impl MemoryStore {
         }
         s.closed.push_back(lead_id.clone());
         s.leads
-            .insert(lead_id, LeadEntry::Assigned(closed.clone(), ctx));
+            .insert(lead_id, LeadEntry::Assigned(Box::new(closed.clone()), ctx));
         closed
     }
 
@@ -169,41 +170,35 @@ impl CapacityStore for MemoryStore {
         match s.leads.get(&id) {
             Some(LeadEntry::Assigned(a, _)) => {
                 return Ok(Claim::Assigned {
-                    assignment: a.clone(),
+                    assignment: (**a).clone(),
                     records: vec![],
                     replayed: true,
                 });
             }
             Some(LeadEntry::Queued(key, ctx)) => {
-                let (key, pool) = (key.clone(), ctx.needs.pool.clone());
                 return Ok(Claim::Queued {
-                    position: s.position(&key, &pool),
+                    position: s.position(key, ctx.view().pool),
                     records: vec![],
                     replayed: true,
                 });
             }
             None => {}
         }
-        let bytes = req.context.approx_bytes();
+        let packed = PackedContext::pack(&req.context);
+        let bytes = packed.heap_bytes();
         s.make_room(self.max_leads, self.max_bytes, bytes)?;
         s.bytes += bytes;
-        let (assigned, records) = s.book(&req.context, req.candidates, req.now, true);
+        let view = View::of(&req.context);
+        let (assigned, records) = s.book(view, req.candidates, req.now, true);
         let claim = match assigned {
             Some(a) => {
                 s.emit(&a, booked_kind(&a), &a.rep_id, "", req.now);
                 let kind = booked_kind(&a);
                 let at = millis(req.now);
-                s.ledger.record(
-                    kind,
-                    &req.context,
-                    Some(&a),
-                    &a.rep_id,
-                    None,
-                    Move::new_lead(),
-                    at,
-                );
+                s.ledger
+                    .record(kind, view, Some(&a), &a.rep_id, None, Move::new_lead(), at);
                 s.leads
-                    .insert(id, LeadEntry::Assigned(a.clone(), req.context));
+                    .insert(id, LeadEntry::Assigned(Box::new(a.clone()), packed));
                 Claim::Assigned {
                     assignment: a,
                     records,
@@ -212,20 +207,15 @@ impl CapacityStore for MemoryStore {
             }
             None => {
                 s.seq += 1;
-                let key = queue_key(req.context.probability, s.seq, &id);
-                let position = s.enqueue(&req.context, key.clone(), millis(req.now));
-                s.push_event(queued_event(&req.context, req.now));
+                let key = queue_key(view.probability, s.seq, &id);
+                let skills = &req.context.needs.required_skills;
+                let position = s.enqueue(view, skills, key.clone(), millis(req.now));
+                s.push_event(queued_event(view, req.now));
                 let at = millis(req.now);
-                s.ledger.record(
-                    EventKind::Queued,
-                    &req.context,
-                    None,
-                    "",
-                    None,
-                    Move::new_lead(),
-                    at,
-                );
-                s.leads.insert(id, LeadEntry::Queued(key, req.context));
+                let kind = EventKind::Queued;
+                s.ledger
+                    .record(kind, view, None, "", None, Move::new_lead(), at);
+                s.leads.insert(id, LeadEntry::Queued(key, packed));
                 Claim::Queued {
                     position,
                     records,
@@ -241,18 +231,21 @@ impl CapacityStore for MemoryStore {
     async fn lookup(&self, lead_id: &str) -> Result<Option<LeadState>> {
         let s = self.lock();
         Ok(s.leads.get(lead_id).map(|e| match e {
-            LeadEntry::Assigned(a, _) => LeadState::Assigned(a.clone()),
-            LeadEntry::Queued(key, ctx) => LeadState::Queued {
-                pool: ctx.needs.pool.clone(),
-                probability: ctx.probability,
-                position: s.position(key, &ctx.needs.pool),
-            },
+            LeadEntry::Assigned(a, _) => LeadState::Assigned((**a).clone()),
+            LeadEntry::Queued(key, ctx) => {
+                let v = ctx.view();
+                LeadState::Queued {
+                    pool: v.pool.to_string(),
+                    probability: v.probability,
+                    position: s.position(key, v.pool),
+                }
+            }
         }))
     }
 
     async fn context(&self, lead_id: &str) -> Result<Option<LeadContext>> {
         Ok(self.lock().leads.get(lead_id).map(|e| match e {
-            LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.clone(),
+            LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.unpack(),
         }))
     }
 
@@ -269,7 +262,7 @@ impl CapacityStore for MemoryStore {
             Some(LeadEntry::Assigned(a, ctx)) => match a.state {
                 AssignmentState::Closed(o) if o == outcome => {
                     return Ok(Closed {
-                        assignment: a.clone(),
+                        assignment: (**a).clone(),
                         drained: vec![],
                     });
                 }
@@ -280,21 +273,14 @@ impl CapacityStore for MemoryStore {
                     )));
                 }
                 AssignmentState::Open | AssignmentState::Offered => {
-                    (a.clone(), ctx.clone(), a.assigned_at_ms)
+                    ((**a).clone(), ctx.clone(), a.assigned_at_ms)
                 }
             },
             Some(LeadEntry::Queued(key, ctx)) => {
                 let (key, ctx) = (key.clone(), ctx.clone());
                 let since = s.queued_at.get(lead_id).copied().unwrap_or(millis(now));
                 s.dequeue(&ctx, &key);
-                let a = Assignment {
-                    lead_id: lead_id.to_string(),
-                    pool: ctx.needs.pool.clone(),
-                    probability: ctx.probability,
-                    segment: ctx.segment.clone(),
-                    assigned_at_ms: millis(now),
-                    ..Assignment::default()
-                };
+                let a = queued_assignment(ctx.view(), millis(now));
                 (a, ctx, since)
             }
         };
@@ -318,7 +304,7 @@ impl CapacityStore for MemoryStore {
         let mut s = self.lock();
         let (previous, ctx) = match s.leads.get(lead_id) {
             Some(LeadEntry::Assigned(a, ctx)) if a.is_open() && a.rep_id == from_rep => {
-                (a.clone(), ctx.clone())
+                ((**a).clone(), ctx.clone())
             }
             Some(LeadEntry::Assigned(a, _)) if a.is_open() => {
                 return Err(Error::FailedPrecondition(format!(
@@ -335,7 +321,7 @@ impl CapacityStore for MemoryStore {
         };
         // Unindexed first: the new booking may index the same lead and deadline.
         s.unhold(&previous);
-        let (assigned, records) = s.book(&ctx, candidates, now, false);
+        let (assigned, records) = s.book(ctx.view(), candidates, now, false);
         let Some(mut assignment) = assigned else {
             s.hold(&previous);
             return Err(Error::FailedPrecondition(format!(
@@ -349,7 +335,7 @@ impl CapacityStore for MemoryStore {
         let kind = EventKind::Reassigned;
         s.ledger.record(
             kind,
-            &ctx,
+            ctx.view(),
             Some(&assignment),
             from_rep,
             None,
@@ -358,7 +344,7 @@ impl CapacityStore for MemoryStore {
         );
         s.leads.insert(
             lead_id.to_string(),
-            LeadEntry::Assigned(assignment.clone(), ctx),
+            LeadEntry::Assigned(Box::new(assignment.clone()), ctx),
         );
         drop(s);
         let drained = self.drain_pool(&previous.pool, now);
@@ -375,7 +361,12 @@ impl CapacityStore for MemoryStore {
     }
 
     async fn outcomes(&self) -> Result<Vec<OutcomeRecord>> {
-        Ok(self.lock().outcomes.iter().cloned().collect())
+        Ok(self
+            .lock()
+            .outcomes
+            .iter()
+            .map(KeptOutcome::record)
+            .collect())
     }
 
     async fn accept(&self, lead_id: &str, rep_id: &str, now: Timestamp) -> Result<Assignment> {
@@ -420,20 +411,14 @@ impl CapacityStore for MemoryStore {
         };
         let (key, ctx) = (key.clone(), ctx.clone());
         let since = s.queued_at.get(lead_id).copied().unwrap_or(at);
-        if ctx.terms.queue_ttl_ms <= 0 || since + ctx.terms.queue_ttl_ms > at {
+        let ttl = ctx.view().terms.queue_ttl_ms;
+        if ttl <= 0 || since + ttl > at {
             s.forget_queue_due(lead_id, at);
             return Ok(None);
         }
         s.forget_queue_due(lead_id, at);
         s.dequeue(&ctx, &key);
-        let a = Assignment {
-            lead_id: lead_id.to_string(),
-            pool: ctx.needs.pool.clone(),
-            probability: ctx.probability,
-            segment: ctx.segment.clone(),
-            assigned_at_ms: since,
-            ..Assignment::default()
-        };
+        let a = queued_assignment(ctx.view(), since);
         let closed = self.seal(&mut s, a, ctx, Outcome::Expired, None, since, now);
         drop(s);
         self.tick();
@@ -449,7 +434,7 @@ impl CapacityStore for MemoryStore {
             .lock()
             .events
             .get(pool)
-            .map(|l| l.after(after, limit))
+            .map(|l| l.after(pool, after, limit))
             .unwrap_or_default())
     }
 
@@ -475,13 +460,25 @@ impl CapacityStore for MemoryStore {
     }
 }
 
+/// The assignment-shaped record of a queued lead closed (or expired) at `at_ms`.
+fn queued_assignment(ctx: View<'_>, at_ms: i64) -> Assignment {
+    Assignment {
+        lead_id: ctx.id.to_string(),
+        pool: ctx.pool.to_string(),
+        probability: ctx.probability,
+        segment: ctx.segment.to_string(),
+        assigned_at_ms: at_ms,
+        ..Assignment::default()
+    }
+}
+
 /// The QUEUED event of a lead that just joined its pool's queue.
-fn queued_event(ctx: &LeadContext, now: Timestamp) -> crate::domain::event::Event {
+fn queued_event(ctx: View<'_>, now: Timestamp) -> crate::domain::event::Event {
     crate::domain::event::Event {
         cursor: 0,
-        pool: ctx.needs.pool.clone(),
+        pool: ctx.pool.to_string(),
         kind: EventKind::Queued,
-        lead_id: ctx.lead.id.clone(),
+        lead_id: ctx.id.to_string(),
         rep_id: String::new(),
         assignment: None,
         reason: "no rep with room".into(),

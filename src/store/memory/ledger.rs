@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::assignment::{Assignment, LeadContext};
+use crate::domain::assignment::Assignment;
 use crate::domain::event::EventKind;
 use crate::domain::ledger::{Bucket, Cell, Grain, Holding, LedgerCell, Stage, Tick, m, tally};
+use crate::domain::packed::View;
 use crate::store::ledger::report_day;
 
 #[derive(Default, Serialize, Deserialize)]
@@ -91,7 +92,7 @@ impl Ledger {
     pub(super) fn record(
         &mut self,
         kind: EventKind,
-        ctx: &LeadContext,
+        ctx: View<'_>,
         a: Option<&Assignment>,
         rep: &str,
         outcome: Option<&str>,
@@ -99,7 +100,7 @@ impl Ledger {
         at_ms: i64,
     ) {
         let tick = tick(kind, ctx, a, rep, outcome, mv, at_ms);
-        self.apply(&ctx.needs.pool, &tick, |_| true);
+        self.apply(ctx.pool, &tick, |_| true);
     }
 
     /// As `record`, for imported history: it never waited in a queue, so no queue wait.
@@ -107,7 +108,7 @@ impl Ledger {
     pub(super) fn record_imported(
         &mut self,
         kind: EventKind,
-        ctx: &LeadContext,
+        ctx: View<'_>,
         a: Option<&Assignment>,
         rep: &str,
         outcome: Option<&str>,
@@ -117,7 +118,7 @@ impl Ledger {
         let tick = tick(kind, ctx, a, rep, outcome, mv, at_ms);
         let wait = m::HIST + Stage::QueueWait as u16 * m::HIST_BUCKETS;
         let waits = wait..wait + m::HIST_BUCKETS;
-        self.apply(&ctx.needs.pool, &tick, |k| !waits.contains(&k));
+        self.apply(ctx.pool, &tick, |k| !waits.contains(&k));
     }
 
     fn apply(&mut self, pool: &str, tick: &Tick, keep: impl Fn(u16) -> bool) {
@@ -173,7 +174,7 @@ impl Ledger {
 #[allow(clippy::too_many_arguments)]
 fn tick(
     kind: EventKind,
-    ctx: &LeadContext,
+    ctx: View<'_>,
     a: Option<&Assignment>,
     rep: &str,
     outcome: Option<&str>,
@@ -195,7 +196,7 @@ fn tick(
     Tick {
         kind,
         rep: rep.to_string(),
-        segment: ctx.segment.clone(),
+        segment: ctx.segment.to_string(),
         probability: ctx.probability,
         expected_value: ctx.expected_value,
         outcome: outcome.map(str::to_string),

@@ -2,8 +2,9 @@
 //! contacted, flag an SLA breach, list deadlines and leads. Each runs under the store's lock.
 use jiff::Timestamp;
 
-use crate::domain::assignment::{Assignment, AssignmentState, LeadContext};
+use crate::domain::assignment::{Assignment, AssignmentState};
 use crate::domain::event::{Event, EventKind};
+use crate::domain::packed::PackedContext;
 use crate::error::{Error, Result};
 use crate::store::{Due, DueKind, ListItem, ListPage, ListQuery, Listed, Release, millis};
 
@@ -12,7 +13,7 @@ use super::state::{LeadEntry, State, queue_key};
 
 impl State {
     /// The held lead and its context, or why it is not held by `rep_id` (empty: anyone).
-    fn held_lead(&self, lead_id: &str, rep_id: &str) -> Result<(Assignment, LeadContext)> {
+    fn held_lead(&self, lead_id: &str, rep_id: &str) -> Result<(Assignment, PackedContext)> {
         match self.leads.get(lead_id) {
             None => Err(Error::not_found("lead", lead_id)),
             Some(LeadEntry::Queued(..)) => Err(self.not_held(lead_id, rep_id, "is queued")),
@@ -22,7 +23,7 @@ impl State {
             Some(LeadEntry::Assigned(a, _)) if !rep_id.is_empty() && a.rep_id != rep_id => {
                 Err(self.not_held(lead_id, rep_id, &format!("is with rep {:?}", a.rep_id)))
             }
-            Some(LeadEntry::Assigned(a, ctx)) => Ok((a.clone(), ctx.clone())),
+            Some(LeadEntry::Assigned(a, ctx)) => Ok(((**a).clone(), ctx.clone())),
         }
     }
 
@@ -39,9 +40,11 @@ impl State {
         }
     }
 
-    fn put(&mut self, a: &Assignment, ctx: LeadContext) {
-        self.leads
-            .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
+    fn put(&mut self, a: &Assignment, ctx: PackedContext) {
+        self.leads.insert(
+            a.lead_id.clone(),
+            LeadEntry::Assigned(Box::new(a.clone()), ctx),
+        );
     }
 
     pub(super) fn accept(
@@ -57,12 +60,13 @@ impl State {
         self.undue(&a);
         a.state = AssignmentState::Open;
         let at = millis(now);
-        a.deadline_ms = (ctx.terms.sla_ms > 0).then(|| at + ctx.terms.sla_ms);
+        let sla_ms = ctx.view().terms.sla_ms;
+        a.deadline_ms = (sla_ms > 0).then(|| at + sla_ms);
         self.hold(&a);
         self.emit(&a, EventKind::Accepted, rep_id, "", now);
         self.ledger.record(
             EventKind::Accepted,
-            &ctx,
+            ctx.view(),
             Some(&a),
             rep_id,
             None,
@@ -105,18 +109,18 @@ impl State {
         self.release(&a.rep_id);
         let trail = self.offers.entry(lead_id.to_string()).or_default();
         trail.1.push((a.rep_id.clone(), how.to_string()));
-        if trail.0 >= ctx.terms.max_offers.max(1) {
+        if trail.0 >= ctx.view().terms.max_offers.max(1) {
             *trail = (0, Vec::new());
             reason.push_str(if reason.is_empty() { "" } else { "; " });
             reason.push_str("max_offers reached: back in the queue with a clean slate");
         }
         let mv = Move::from(&a.rep_id, a.assigned_at_ms);
         self.ledger
-            .record(kind, &ctx, None, &a.rep_id, None, mv, at);
+            .record(kind, ctx.view(), None, &a.rep_id, None, mv, at);
         self.seq += 1;
-        let key = queue_key(ctx.probability, self.seq, lead_id);
-        self.enqueue(&ctx, key.clone(), at);
-        let pool = ctx.needs.pool.clone();
+        let key = queue_key(ctx.view().probability, self.seq, lead_id);
+        self.enqueue(ctx.view(), &ctx.required_skills(), key.clone(), at);
+        let pool = ctx.view().pool.to_string();
         self.leads
             .insert(lead_id.to_string(), LeadEntry::Queued(key, ctx));
         self.push_event(Event {
@@ -156,7 +160,7 @@ impl State {
         let at = millis(now);
         self.ledger.record(
             EventKind::Contacted,
-            &ctx,
+            ctx.view(),
             Some(&a),
             &rep,
             None,
@@ -185,12 +189,12 @@ impl State {
         let rep = a.rep_id.clone();
         let reason = format!(
             "not contacted within {} s",
-            ctx.terms.sla_ms as f64 / 1000.0
+            ctx.view().terms.sla_ms as f64 / 1000.0
         );
         self.emit(&a, EventKind::SlaBreached, &rep, &reason, now);
         self.ledger.record(
             EventKind::SlaBreached,
-            &ctx,
+            ctx.view(),
             Some(&a),
             &rep,
             None,
@@ -261,7 +265,7 @@ impl State {
             if wants(listed) {
                 items.push(ListItem {
                     listed,
-                    assignment: a.clone(),
+                    assignment: (**a).clone(),
                     position: 0,
                 });
             }
@@ -287,8 +291,8 @@ impl State {
                         assignment: Assignment {
                             lead_id: key.2.clone(),
                             pool: q.pool.clone(),
-                            probability: ctx.probability,
-                            segment: ctx.segment.clone(),
+                            probability: ctx.view().probability,
+                            segment: ctx.view().segment.to_string(),
                             assigned_at_ms: self.queued_at.get(&key.2).copied().unwrap_or(0),
                             ..Assignment::default()
                         },

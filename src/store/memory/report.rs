@@ -14,6 +14,7 @@ use crate::store::millis;
 use super::MemoryStore;
 use super::ledger::Move;
 use super::state::LeadEntry;
+use crate::domain::packed::{PackedContext, View};
 
 #[async_trait]
 impl ReportLedger for MemoryStore {
@@ -46,7 +47,8 @@ impl ReportLedger for MemoryStore {
                 out.skipped += 1;
                 continue;
             };
-            let bytes = h.context.approx_bytes();
+            let packed = PackedContext::pack(&h.context);
+            let bytes = packed.heap_bytes();
             s.make_room(self.max_leads, self.max_bytes, bytes)?;
             s.bytes += bytes;
             let mut a = Assignment {
@@ -59,7 +61,7 @@ impl ReportLedger for MemoryStore {
                 imported: true,
                 ..Assignment::default()
             };
-            let ctx = &h.context;
+            let ctx = View::of(&h.context);
             s.ledger.record_imported(
                 EventKind::Assigned,
                 ctx,
@@ -91,7 +93,7 @@ impl ReportLedger for MemoryStore {
                 }
                 None => s.hold(&a),
             }
-            s.leads.insert(id, LeadEntry::Assigned(a, h.context));
+            s.leads.insert(id, LeadEntry::Assigned(Box::new(a), packed));
             out.imported += 1;
         }
         drop(s);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::assignment::{Assignment, AssignmentState, LeadContext, OutcomeRecord};
+use crate::domain::assignment::{Assignment, AssignmentState, Outcome, OutcomeRecord};
 use crate::domain::event::{Event, EventKind, Retention};
+use crate::domain::packed::{PackedContext, View};
 use crate::domain::rep::{Periods, Rep, ZoneCache};
 use crate::domain::routing::{self, Candidate, CandidateRecord, LiveState};
 use crate::error::{Error, Result};
@@ -70,10 +71,42 @@ pub(super) type OfferTrail = (u32, Vec<(String, String)>);
 /// Queue order: highest probability first, then first come first served.
 pub(super) type QueueKey = (Reverse<u64>, u64, String);
 
+/// A stored lead. Contexts are packed (issue 16: ~2 KiB as maps of Strings, ~300 B packed);
+/// code under the lock reads their fixed fields through `view()` without unpacking.
 #[derive(Serialize, Deserialize)]
 pub(super) enum LeadEntry {
-    Assigned(Assignment, LeadContext),
-    Queued(QueueKey, LeadContext),
+    /// Boxed: the map's slots are sized by the larger variant, and most leads are queued.
+    Assigned(Box<Assignment>, PackedContext),
+    Queued(QueueKey, PackedContext),
+}
+
+/// An [`OutcomeRecord`] with its context packed; serialized with the same fields.
+#[derive(Clone, Serialize, Deserialize)]
+pub(super) struct KeptOutcome {
+    pub(super) context: PackedContext,
+    pub(super) rep_id: String,
+    pub(super) outcome: Outcome,
+    pub(super) closed_at_ms: i64,
+    #[serde(default)]
+    pub(super) assigned_at_ms: Option<i64>,
+    #[serde(default)]
+    pub(super) contacted_at_ms: Option<i64>,
+    #[serde(default)]
+    pub(super) value: Option<f64>,
+}
+
+impl KeptOutcome {
+    pub(super) fn record(&self) -> OutcomeRecord {
+        OutcomeRecord {
+            context: self.context.unpack(),
+            rep_id: self.rep_id.clone(),
+            outcome: self.outcome,
+            closed_at_ms: self.closed_at_ms,
+            assigned_at_ms: self.assigned_at_ms,
+            contacted_at_ms: self.contacted_at_ms,
+            value: self.value,
+        }
+    }
 }
 
 /// Everything the store holds. It serializes whole (the file store's snapshot); the reps
@@ -87,7 +120,7 @@ pub(super) struct State {
     /// Per pool, sorted ascending (best first), with a cheap rank: every Queued answer
     /// carries the lead's place.
     pub(super) queues: HashMap<String, PoolQueue<QueueKey>>,
-    pub(super) outcomes: VecDeque<OutcomeRecord>,
+    pub(super) outcomes: VecDeque<KeptOutcome>,
     /// Closed leads, oldest first: the ones forgotten when the store is full.
     pub(super) closed: VecDeque<String>,
     pub(super) seq: u64,
@@ -106,7 +139,7 @@ pub(super) struct State {
     pub(super) queue_due: HashMap<String, BTreeSet<(i64, String)>>,
     #[serde(skip)]
     pub(super) retention: Retention,
-    /// `approx_bytes` of every stored lead's context and every kept outcome's.
+    /// `heap_bytes` of every stored lead's packed context and every kept outcome's.
     pub(super) bytes: usize,
     /// Report counters and targets.
     #[serde(default)]
@@ -145,7 +178,7 @@ impl State {
     /// the held lead and its deadline; None when nobody has room.
     pub(super) fn book(
         &mut self,
-        context: &LeadContext,
+        context: View<'_>,
         candidates: Vec<Candidate>,
         now: Timestamp,
         offer: bool,
@@ -172,16 +205,16 @@ impl State {
         let offered = offer && terms.offer_ms > 0;
         let at = millis(now);
         let a = Assignment {
-            lead_id: context.lead.id.clone(),
+            lead_id: context.id.to_string(),
             rep_id: c.rep_id.clone(),
-            pool: context.needs.pool.clone(),
+            pool: context.pool.to_string(),
             state: if offered {
                 AssignmentState::Offered
             } else {
                 AssignmentState::Open
             },
             probability: context.probability,
-            segment: context.segment.clone(),
+            segment: context.segment.to_string(),
             assigned_at_ms: at,
             deadline_ms: if offered {
                 Some(at + terms.offer_ms)
@@ -197,16 +230,22 @@ impl State {
         (Some(a), records)
     }
 
-    pub(super) fn enqueue(&mut self, ctx: &LeadContext, key: QueueKey, at_ms: i64) -> u32 {
-        self.queued_at.insert(ctx.lead.id.clone(), at_ms);
+    pub(super) fn enqueue(
+        &mut self,
+        ctx: View<'_>,
+        skills: &[String],
+        key: QueueKey,
+        at_ms: i64,
+    ) -> u32 {
+        self.queued_at.insert(ctx.id.to_string(), at_ms);
         if ctx.terms.queue_ttl_ms > 0 {
             self.queue_due
-                .entry(ctx.needs.pool.clone())
+                .entry(ctx.pool.to_string())
                 .or_default()
-                .insert((at_ms + ctx.terms.queue_ttl_ms, ctx.lead.id.clone()));
+                .insert((at_ms + ctx.terms.queue_ttl_ms, ctx.id.to_string()));
         }
-        let q = self.queues.entry(ctx.needs.pool.clone()).or_default();
-        u32::try_from(q.insert(key, &ctx.needs.required_skills)).unwrap_or(u32::MAX - 1) + 1
+        let q = self.queues.entry(ctx.pool.to_string()).or_default();
+        u32::try_from(q.insert(key, skills)).unwrap_or(u32::MAX - 1) + 1
     }
 
     /// 1-based place of `key` in its pool's queue (0 if absent).
@@ -222,7 +261,7 @@ impl State {
         // A lead the store still holds has one pool; only a forgotten one needs the walk.
         let pool = match self.leads.get(lead_id) {
             Some(LeadEntry::Assigned(_, ctx) | LeadEntry::Queued(_, ctx)) => {
-                Some(ctx.needs.pool.clone())
+                Some(ctx.view().pool.to_string())
             }
             None => None,
         };
@@ -243,10 +282,11 @@ impl State {
         }
     }
 
-    pub(super) fn dequeue(&mut self, ctx: &LeadContext, key: &QueueKey) {
-        self.queued_at.remove(&ctx.lead.id);
-        if let Some(q) = self.queues.get_mut(&ctx.needs.pool) {
-            q.remove(key, &ctx.needs.required_skills);
+    pub(super) fn dequeue(&mut self, ctx: &PackedContext, key: &QueueKey) {
+        let v = ctx.view();
+        self.queued_at.remove(v.id);
+        if let Some(q) = self.queues.get_mut(v.pool) {
+            q.remove(key, &ctx.required_skills());
         }
     }
 
@@ -298,9 +338,9 @@ impl State {
                 continue;
             };
             let ctx = ctx.clone();
-            let ranking =
-                routing::rank_after_offers(&reps, &ctx.needs, now, &self.excluded(&key.2));
-            if let (Some(a), _) = self.book(&ctx, ranking.candidates, now, true) {
+            let needs = ctx.head().needs;
+            let ranking = routing::rank_after_offers(&reps, &needs, now, &self.excluded(&key.2));
+            if let (Some(a), _) = self.book(ctx.view(), ranking.candidates, now, true) {
                 let since = self
                     .queued_at
                     .get(&key.2)
@@ -311,15 +351,17 @@ impl State {
                 let kind = booked_kind(&a);
                 self.ledger.record(
                     kind,
-                    &ctx,
+                    ctx.view(),
                     Some(&a),
                     &a.rep_id,
                     None,
                     Move::from("", since),
                     a.assigned_at_ms,
                 );
-                self.leads
-                    .insert(a.lead_id.clone(), LeadEntry::Assigned(a.clone(), ctx));
+                self.leads.insert(
+                    a.lead_id.clone(),
+                    LeadEntry::Assigned(Box::new(a.clone()), ctx),
+                );
                 return Some(a);
             }
             blocked.insert(group);
@@ -354,7 +396,7 @@ impl State {
                 if matches!(self.leads.get(&id), Some(LeadEntry::Assigned(a, _)) if a.is_closed())
                     && let Some(LeadEntry::Assigned(_, ctx)) = self.leads.remove(&id)
                 {
-                    self.bytes = self.bytes.saturating_sub(ctx.approx_bytes());
+                    self.bytes = self.bytes.saturating_sub(ctx.heap_bytes());
                     self.offers.remove(&id);
                 }
                 continue;
@@ -379,7 +421,7 @@ impl State {
 
     pub(super) fn forget_oldest_outcome(&mut self) {
         if let Some(o) = self.outcomes.pop_front() {
-            self.bytes = self.bytes.saturating_sub(o.context.approx_bytes());
+            self.bytes = self.bytes.saturating_sub(o.context.heap_bytes());
         }
     }
 

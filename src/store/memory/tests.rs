@@ -41,7 +41,7 @@ async fn the_byte_limit_counts_lead_contexts() {
         }
         ctx
     };
-    let one = big("x").approx_bytes();
+    let one = crate::domain::packed::PackedContext::pack(&big("x")).heap_bytes();
     assert!(one > 100_000, "{one}");
     // Room for three big leads (and a kept outcome's worth less than one more).
     let store = MemoryStore::with_limits(1000, 3 * one + one / 2);
@@ -64,12 +64,12 @@ async fn the_byte_limit_counts_lead_contexts() {
         .leads
         .values()
         .map(|e| match e {
-            LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.approx_bytes(),
+            LeadEntry::Assigned(_, c) | LeadEntry::Queued(_, c) => c.heap_bytes(),
         })
         .sum::<usize>()
         + s.outcomes
             .iter()
-            .map(|o| o.context.approx_bytes())
+            .map(|o| o.context.heap_bytes())
             .sum::<usize>();
     assert_eq!(s.bytes, counted, "the running count matches the contents");
 }

@@ -18,6 +18,7 @@ use crate::domain::assignment::{
     Assignment, AssignmentState, LeadContext, LeadState, Outcome, OutcomeRecord,
 };
 use crate::domain::event::{EventPage, Retention};
+use crate::domain::packed;
 use crate::domain::routing::Candidate;
 use crate::error::{Error, Result};
 use crate::store::{
@@ -201,9 +202,9 @@ impl RedisStore {
         from_rep: &str,
         candidates: &[Candidate],
         now: Timestamp,
-        ctx_json: &str,
+        packed: &[u8],
     ) -> Result<ClaimReply> {
-        let (inv, listed) = self.claim_invocation(mode, ctx, from_rep, candidates, now, ctx_json);
+        let (inv, listed) = self.claim_invocation(mode, ctx, from_rep, candidates, now, packed);
         let values: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn()).await.map_err(classify)?;
         self.tick();
         Ok(ClaimReply::from_values(values, listed))
@@ -216,7 +217,7 @@ impl RedisStore {
         from_rep: &str,
         candidates: &[Candidate],
         now: Timestamp,
-        ctx_json: &str,
+        packed: &[u8],
     ) -> (redis::ScriptInvocation<'_>, Listed) {
         let keys = self.pool(&ctx.needs.pool);
         let mut inv = self.claim.prepare_invoke();
@@ -229,7 +230,7 @@ impl RedisStore {
             .arg(millis(now))
             .arg(ctx.probability.to_string())
             .arg(&ctx.segment)
-            .arg(ctx_json)
+            .arg(packed)
             .arg(from_rep);
         let skills = serde_json::to_string(&ctx.needs.required_skills).unwrap_or_default();
         // One argument for all candidates: Redis and Lua pay per argument, not per byte.
@@ -323,9 +324,9 @@ impl CapacityStore for RedisStore {
     async fn claim(&self, req: ClaimRequest) -> Result<Claim> {
         let ctx = &req.context;
         self.register_pool(&ctx.needs.pool).await?;
-        let json = serde_json::to_string(ctx).map_err(|e| Error::Internal(e.to_string()))?;
+        let packed = packed::encode(ctx);
         let r = self
-            .run_claim("new", ctx, "", &req.candidates, req.now, &json)
+            .run_claim("new", ctx, "", &req.candidates, req.now, &packed)
             .await?;
         self.claim_loaded.store(true, Ordering::Relaxed);
         Self::claim_result(&req, r)
@@ -343,16 +344,16 @@ impl CapacityStore for RedisStore {
         if reqs.is_empty() {
             return out;
         }
-        let mut jsons = Vec::with_capacity(reqs.len());
+        let mut packs = Vec::with_capacity(reqs.len());
         for r in &reqs {
             if let Err(e) = self.register_pool(&r.context.needs.pool).await {
                 return reqs.iter().map(|_| Err(e.clone())).collect();
             }
-            jsons.push(serde_json::to_string(&r.context).unwrap_or_default());
+            packs.push(packed::encode(&r.context));
         }
         let (invocations, mut listed): (Vec<_>, Vec<_>) = reqs
             .iter()
-            .zip(&jsons)
+            .zip(&packs)
             .map(|(r, j)| self.claim_invocation("new", &r.context, "", &r.candidates, r.now, j))
             .unzip();
         let mut pipe = redis::pipe();
@@ -404,15 +405,16 @@ impl CapacityStore for RedisStore {
         let Some((pool, _)) = self.find(lead_id).await? else {
             return Ok(None);
         };
-        let json: Option<String> = self
+        let bytes: Option<Vec<u8>> = self
             .conn()
             .hget(self.pool(&pool).lead(lead_id), "ctx")
             .await
             .map_err(classify)?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| Error::Internal(format!("lead {lead_id}: {e}")))
-        })
-        .transpose()
+        bytes
+            .map(|b| {
+                packed::decode(&b).map_err(|e| Error::Internal(format!("lead {lead_id}: {e}")))
+            })
+            .transpose()
     }
 
     async fn close_valued(
@@ -460,7 +462,7 @@ impl CapacityStore for RedisStore {
             .await?
             .ok_or_else(|| Error::not_found("lead", lead_id))?;
         let reply = self
-            .run_claim("reassign", &ctx, from_rep, &candidates, now, "")
+            .run_claim("reassign", &ctx, from_rep, &candidates, now, &[])
             .await?;
         match reply.head.clone() {
             Head::Conflict => Err(Error::FailedPrecondition(format!(
@@ -504,10 +506,10 @@ impl CapacityStore for RedisStore {
                 .map_err(classify)?;
             for entry in reply.ids {
                 let get = |k: &str| entry.get::<String>(k).unwrap_or_default();
-                let (Some(outcome), Ok(context)) = (
-                    parse_outcome(&get("outcome")),
-                    serde_json::from_str(&get("ctx")),
-                ) else {
+                let ctx = entry.get::<Vec<u8>>("ctx").unwrap_or_default();
+                let (Some(outcome), Ok(context)) =
+                    (parse_outcome(&get("outcome")), packed::decode(&ctx))
+                else {
                     continue;
                 };
                 out.push(OutcomeRecord {

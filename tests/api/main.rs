@@ -20,6 +20,7 @@ mod pools;
 mod race;
 mod redis_crm;
 mod redis_faults;
+mod redis_footprint;
 mod redis_routing;
 mod redis_server;
 mod registry;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use jiff::Timestamp;
 use redis::AsyncCommands;
 
-use crate::domain::assignment::{Assignment, LeadContext};
+use crate::domain::assignment::Assignment;
 use crate::domain::rep::{Rep, ZoneCache};
 use crate::domain::routing;
 use crate::error::Result;
@@ -88,13 +88,13 @@ impl RedisStore {
                 break;
             };
             let id = member.split_once(':').map_or(member.as_str(), |(_, id)| id);
-            let (json, excl): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            let (bytes, excl): (Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
                 .arg(keys.lead(id))
                 .arg(&["ctx", "excl"])
                 .query_async(&mut conn)
                 .await
                 .map_err(classify)?;
-            let Some(Ok(ctx)) = json.map(|j| serde_json::from_str::<LeadContext>(&j)) else {
+            let Some(Ok(ctx)) = bytes.map(|b| crate::domain::packed::decode(&b)) else {
                 // An unreadable queued lead stays queued; its group waits for the next drain.
                 tracing::error!(lead = %id, "queued lead without a readable context");
                 blocked.insert(group);
@@ -108,7 +108,7 @@ impl RedisStore {
                 .collect();
             let ranking = routing::rank_after_offers(&reps, &ctx.needs, now, &excluded);
             let reply = self
-                .run_claim("queued", &ctx, "", &ranking.candidates, now, "")
+                .run_claim("queued", &ctx, "", &ranking.candidates, now, &[])
                 .await?;
             match reply.head {
                 Head::Assigned {

@@ -81,12 +81,25 @@ def run_ours(binary, path, solver):
     return fit, auc, wall, rss
 
 
+def run_sklearn(path):
+    """The pandas + scikit-learn script as a whole process: (seconds, peak RSS MiB, AUC)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_sklearn.py")
+    t0 = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-v", "python3", script, path],
+                         capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 1024
+    auc = float(re.search(r"holdout AUC ([0-9.]+)", out.stdout).group(1))
+    return wall, rss, auc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--features", type=int, default=40)
     ap.add_argument("--linfa", action="store_true", help="also time the linfa reference")
     ap.add_argument("--bin", default="target/release/leadrouter")
+    ap.add_argument("--repeat", type=int, default=3, help="whole-process runs of each")
     a = ap.parse_args()
 
     x, y = make_data(a.rows, a.features)
@@ -121,6 +134,19 @@ def main():
     print(f"leadrouter train, whole command (CSV parse + fit + holdout): {wall:.1f} s, "
           f"{a.rows / wall:,.0f} rows/s; fit alone {n_train / ours_fit:,.0f} rows/s; "
           f"peak RSS {rss:,.0f} MiB")
+    # Whole processes side by side, alternating, best of `--repeat` each.
+    ours_runs, theirs_runs = [], []
+    for _ in range(a.repeat):
+        ours_runs.append(run_ours(a.bin, path, "newton")[2:])
+        theirs_runs.append(run_sklearn(path))
+    o_wall, o_rss = min(r[0] for r in ours_runs), max(r[1] for r in ours_runs)
+    t_wall, t_rss, t_auc = min(r[0] for r in theirs_runs), max(r[1] for r in theirs_runs), theirs_runs[0][2]
+    print("| whole process | wall s (best of %d) | ratio | rows/s | peak RSS MiB |" % a.repeat)
+    print("|---|---|---|---|---|")
+    print(f"| pandas + scikit-learn (benches/train_sklearn.py, AUC {t_auc:.4f}) | {t_wall:.2f} | 1.00 "
+          f"| {a.rows / t_wall:,.0f} | {t_rss:,.0f} |")
+    print(f"| leadrouter train | {o_wall:.2f} | {o_wall / t_wall:.2f} | {a.rows / o_wall:,.0f} "
+          f"| {o_rss:,.0f} |")
 
 
 if __name__ == "__main__":

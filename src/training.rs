@@ -13,12 +13,14 @@ use crate::domain::model::{
 pub mod data;
 mod evaluate;
 pub mod fit;
+pub mod frame;
 pub mod metrics;
 pub mod newton;
 pub mod split;
 
 pub use data::Table;
 pub use evaluate::{EvalRows, Evaluated, evaluate, evaluate_many, evaluate_table};
+use frame::{Frame, FrameRow};
 
 /// Everything `leadrouter train` accepts.
 #[derive(Debug, Clone)]
@@ -127,14 +129,40 @@ pub fn infer_spec(table: &Table, label: &str, exclude: &[String]) -> FeatureSpec
 
 /// Maps each spec feature to its column; unknown names are an error.
 pub fn column_map(table: &Table, spec: &FeatureSpec) -> TrainResult<Vec<usize>> {
+    columns_of(&table.headers, spec)
+}
+
+fn columns_of(headers: &[String], spec: &FeatureSpec) -> TrainResult<Vec<usize>> {
     spec.features
         .iter()
         .map(|f| {
-            table
-                .column(&f.name)
+            headers
+                .iter()
+                .position(|h| *h == f.name)
                 .ok_or_else(|| format!("feature {:?} is not a column of the data", f.name).into())
         })
         .collect()
+}
+
+/// The dense design matrix of a frame's `rows` (row-major).
+fn frame_design(
+    frame: &Frame,
+    spec: &FittedSpec,
+    columns: &[usize],
+    rows: &[usize],
+) -> TrainResult<Vec<f64>> {
+    let n = spec.n_columns();
+    let mut x = vec![0.0; rows.len() * n];
+    for (k, &row) in rows.iter().enumerate() {
+        let r = FrameRow {
+            frame,
+            columns,
+            row,
+        };
+        spec.extract_into(&r, &mut x[k * n..(k + 1) * n])
+            .map_err(|e| format!("row {}: {e}", row + 2))?;
+    }
+    Ok(x)
 }
 
 /// Dense design matrix of `rows` (row-major), using a fitted spec.
@@ -157,12 +185,16 @@ pub fn design(
     Ok(x)
 }
 
-/// The sorted `_lead_id`s of the fitted rows, when the table has that column.
-fn fit_leads(table: &Table, fitted: &[usize]) -> Vec<String> {
-    let Some(col) = table.column("_lead_id") else {
+/// The sorted `_lead_id`s of the fitted rows, when the data has that column.
+fn fit_leads(frame: &Frame, fitted: &[usize]) -> Vec<String> {
+    let Some(col) = frame.column("_lead_id") else {
         return Vec::new();
     };
-    let mut ids: Vec<String> = fitted.iter().map(|&r| table.rows[r][col].clone()).collect();
+    let column = &frame.columns[col];
+    let mut ids: Vec<String> = fitted
+        .iter()
+        .map(|&r| column.text(r).into_owned())
+        .collect();
     ids.sort();
     ids.dedup();
     ids
@@ -199,8 +231,9 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     if !(opts.holdout_fraction > 0.0 && opts.holdout_fraction < 1.0) {
         return Err("--holdout must be between 0 and 1".into());
     }
-    let table = data::read(&opts.data, opts.delimiter)?;
-    let labels = data::labels(&table, &opts.label, opts.positive.as_deref())?;
+    // One streaming pass into typed columns: at 10^6 x 40 the table of Strings took 3 GiB.
+    let mut frame = frame::read(&opts.data, opts.delimiter)?;
+    let labels = data::frame_labels(&frame, &opts.label, opts.positive.as_deref())?;
     let positives = labels.values.iter().filter(|v| **v).count();
     if labels.values.len() < opts.min_rows || positives < opts.min_positives {
         return Err(format!(
@@ -215,23 +248,25 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     }
     let spec = match &opts.spec {
         Some(s) => s.clone(),
-        None => infer_spec(&table, &opts.label, &opts.exclude),
+        None => frame.infer_spec(&opts.label, &opts.exclude),
     };
     if spec.features.iter().any(|f| f.name == opts.label) {
         return Err(format!("the label {:?} cannot also be a feature", opts.label).into());
     }
-    let columns = column_map(&table, &spec)?;
+    let columns = columns_of(&frame.headers, &spec)?;
     let (train_idx, holdout_idx) =
         split::stratified(&labels.values, opts.holdout_fraction, opts.seed);
-    let train_rows: Vec<Row> = train_idx
+    let train_rows: Vec<FrameRow> = train_idx
         .iter()
-        .map(|&r| Row {
-            cells: &table.rows[r],
+        .map(|&row| FrameRow {
+            frame: &frame,
             columns: &columns,
+            row,
         })
         .collect();
     let fitted = features::fit(&spec, &train_rows)?;
-    let x_train = design(&table, &fitted, &columns, &train_idx)?;
+    drop(train_rows);
+    let x_train = frame_design(&frame, &fitted, &columns, &train_idx)?;
     let y_train: Vec<bool> = train_idx.iter().map(|&r| labels.values[r]).collect();
     let n_cols = fitted.n_columns();
     let sample_weight = opts.balanced.then(|| balanced_weights(&y_train));
@@ -250,9 +285,12 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             (best, Some(CvInfo { folds: k, points }))
         }
     };
+    let feature_reference = drift::feature_reference(&fitted, &x_train);
     let started = std::time::Instant::now();
-    let (weights, intercept) = fit::fit(
-        &x_train,
+    // The fit takes the matrix (packing it in place), and the holdout matrix is built after:
+    // at 10^6 x 40 the frame and the training matrix (847 MB) are the peak.
+    let (weights, intercept) = fit::fit_owned(
+        x_train,
         &y_train,
         n_cols,
         c,
@@ -260,16 +298,17 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
         sample_weight.as_deref(),
     )?;
     let fit_seconds = started.elapsed().as_secs_f64();
-    let feature_reference = drift::feature_reference(&fitted, &x_train);
-    drop(x_train);
+    let x_hold = frame_design(&frame, &fitted, &columns, &holdout_idx)?;
+    let fit_leads = fit_leads(&frame, &train_idx);
+    let data_fingerprint = std::mem::take(&mut frame.fingerprint);
+    drop(frame);
 
-    let x_hold = design(&table, &fitted, &columns, &holdout_idx)?;
     let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
     let mut artifact = Artifact {
         format_version: FORMAT_VERSION,
         model_version: String::new(),
         created_at: opts.created_at.clone(),
-        data_fingerprint: fingerprint(&opts.data)?,
+        data_fingerprint,
         training: TrainingInfo {
             source: opts
                 .data
@@ -286,7 +325,7 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             rows_train: train_idx.len() as u64,
             rows_holdout: holdout_idx.len() as u64,
             excluded: opts.exclude.clone(),
-            fit_leads: fit_leads(&table, &train_idx),
+            fit_leads,
         },
         spec: fitted,
         weights,

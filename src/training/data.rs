@@ -102,41 +102,76 @@ pub struct Labels {
 /// Reads the label column as booleans. Without `positive`, a yes/no, true/false or 1/0 column
 /// is understood; anything else must name its positive value.
 pub fn labels(table: &Table, label: &str, positive: Option<&str>) -> Result<Labels, String> {
-    let col = table.column(label).ok_or_else(|| {
-        format!(
-            "label column {label:?} not found; columns are: {}",
-            table.headers.join(", ")
-        )
-    })?;
-    let positive = match positive {
-        Some(p) => p.to_string(),
-        None => {
-            let mut distinct: Vec<&str> = table.rows.iter().map(|r| r[col].as_str()).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() > 2 || distinct.iter().any(|v| parse_bool(v).is_none()) {
-                return Err(format!(
-                    "label {label:?} has values {:?}; pass --positive VALUE",
-                    distinct.iter().take(5).collect::<Vec<_>>()
-                ));
-            }
-            distinct
-                .iter()
-                .find(|v| parse_bool(v) == Some(true))
-                .map_or("true".into(), |v| v.to_string())
-        }
-    };
-    let values: Vec<bool> = table
+    let col = table
+        .column(label)
+        .ok_or_else(|| missing_label(label, &table.headers))?;
+    let mut distinct: Vec<&str> = table.rows.iter().map(|r| r[col].as_str()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let positive = positive_value(label, &distinct, positive)?;
+    let values = table
         .rows
         .iter()
         .map(|r| r[col].eq_ignore_ascii_case(&positive))
         .collect();
+    two_classes(label, Labels { values, positive })
+}
+
+/// The same for a frame (what `train` reads).
+pub fn frame_labels(
+    frame: &super::frame::Frame,
+    label: &str,
+    positive: Option<&str>,
+) -> Result<Labels, String> {
+    let col = frame
+        .column(label)
+        .ok_or_else(|| missing_label(label, &frame.headers))?;
+    let column = &frame.columns[col];
+    let texts: Vec<std::borrow::Cow<str>> = (0..frame.rows).map(|r| column.text(r)).collect();
+    let mut distinct: Vec<&str> = texts.iter().map(|t| &**t).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let positive = positive_value(label, &distinct, positive)?;
+    let values = texts
+        .iter()
+        .map(|t| t.eq_ignore_ascii_case(&positive))
+        .collect();
+    two_classes(label, Labels { values, positive })
+}
+
+fn missing_label(label: &str, headers: &[String]) -> String {
+    format!(
+        "label column {label:?} not found; columns are: {}",
+        headers.join(", ")
+    )
+}
+
+/// The label text that counts as positive: `given`, or the true one of a bool-like column.
+fn positive_value(label: &str, distinct: &[&str], given: Option<&str>) -> Result<String, String> {
+    if let Some(p) = given {
+        return Ok(p.to_string());
+    }
+    if distinct.len() > 2 || distinct.iter().any(|v| parse_bool(v).is_none()) {
+        return Err(format!(
+            "label {label:?} has values {:?}; pass --positive VALUE",
+            distinct.iter().take(5).collect::<Vec<_>>()
+        ));
+    }
+    Ok(distinct
+        .iter()
+        .find(|v| parse_bool(v) == Some(true))
+        .map_or("true".into(), |v| v.to_string()))
+}
+
+fn two_classes(label: &str, labels: Labels) -> Result<Labels, String> {
+    let values = &labels.values;
     let pos = values.iter().filter(|v| **v).count();
     if pos == 0 || pos == values.len() {
         return Err(format!(
-            "label {label:?} has a single class ({pos} of {} rows are {positive:?})",
-            values.len()
+            "label {label:?} has a single class ({pos} of {} rows are {:?})",
+            values.len(),
+            labels.positive
         ));
     }
-    Ok(Labels { values, positive })
+    Ok(labels)
 }

@@ -45,6 +45,23 @@ pub fn fit(
     }
 }
 
+/// As [`fit`], taking the matrix (the Newton solver packs it in place; see `newton_owned`).
+pub fn fit_owned(
+    x: Vec<f64>,
+    y: &[bool],
+    n_cols: usize,
+    c: f64,
+    solver: Solver,
+    sample_weight: Option<&[f64]>,
+) -> Result<(Vec<f64>, f64), String> {
+    match solver {
+        Solver::Newton => {
+            newton::newton_owned(x, y, n_cols, c, sample_weight).map(|f| (f.weights, f.intercept))
+        }
+        Solver::Linfa => fit(&x, y, n_cols, c, solver, sample_weight),
+    }
+}
+
 /// The reference fit with linfa-logistic (L-BFGS through argmin).
 pub fn fit_linfa(x: &[f64], y: &[bool], n_cols: usize, c: f64) -> Result<(Vec<f64>, f64), String> {
     let n_rows = y.len();

@@ -46,14 +46,13 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                 let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
                 // A constant column gets std 1 so it standardises to 0 instead of NaN.
                 let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-                values.sort_by(f64::total_cmp);
-                let deciles = (1..10)
-                    .map(|k| values[(values.len() * k / 10).min(values.len() - 1)])
-                    .collect();
-                raw.sort_by(f64::total_cmp);
-                let at = |per_mille: usize| raw[(raw.len() * per_mille / 1000).min(raw.len() - 1)];
+                let len = values.len();
+                let deciles =
+                    order_statistics(&mut values, (1..10).map(|k| (len * k / 10).min(len - 1)));
+                let at = |per_mille: usize| (len * per_mille / 1000).min(len - 1);
+                let range = order_statistics(&mut raw, [at(1), at(999)]);
                 FittedKind::Numeric {
-                    range: Some([at(1), at(999)]),
+                    range: Some([range[0], range[1]]),
                     log1p: *log1p,
                     clip: *clip,
                     missing: missing.clone(),
@@ -124,6 +123,24 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
     Ok(FittedSpec::new(fitted))
 }
 
+/// The values at ascending sorted positions `at`, as a full sort would place them, by
+/// selection (a sort was a quarter of `train` on 40 numeric columns).
+fn order_statistics(values: &mut [f64], at: impl IntoIterator<Item = usize>) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    for i in at {
+        if i < from {
+            // A repeated position (tiny columns): the element is already in place.
+            out.push(values[i]);
+            continue;
+        }
+        let (_, x, _) = values[from..].select_nth_unstable_by(i - from, f64::total_cmp);
+        out.push(*x);
+        from = i + 1;
+    }
+    out
+}
+
 /// Guesses each column's kind from its text values: bool words, numbers, or else categories.
 pub fn infer_kind<'a>(values: impl Iterator<Item = &'a str>) -> FeatureKind {
     let mut all_bool = true;
@@ -155,5 +172,23 @@ pub fn infer_kind<'a>(values: impl Iterator<Item = &'a str>) -> FeatureKind {
         FeatureKind::Categorical {
             min_count: default_min_count(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_statistics_are_what_a_sort_would_give() {
+        let mut x: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1009) as f64 / 3.0)
+            .collect();
+        let at = [0, 1, 1, 100, 500, 998, 999];
+        let mut sorted = x.clone();
+        sorted.sort_by(f64::total_cmp);
+        let want: Vec<f64> = at.iter().map(|&i| sorted[i]).collect();
+        assert_eq!(order_statistics(&mut x, at), want);
+        assert_eq!(order_statistics(&mut [2.0], [0, 0]), [2.0, 2.0]);
     }
 }

@@ -47,10 +47,19 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                 // A constant column gets std 1 so it standardises to 0 instead of NaN.
                 let std = if var > 0.0 { var.sqrt() } else { 1.0 };
                 let len = values.len();
-                let deciles =
-                    order_statistics(&mut values, (1..10).map(|k| (len * k / 10).min(len - 1)));
+                let decile = |k: usize| (len * k / 10).min(len - 1);
                 let at = |per_mille: usize| (len * per_mille / 1000).min(len - 1);
-                let range = order_statistics(&mut raw, [at(1), at(999)]);
+                let (deciles, range) = if !*log1p && clip.is_none() {
+                    // Untransformed, `raw` is `values`: one pass of selections serves both.
+                    let mut at_all = vec![at(1)];
+                    at_all.extend((1..10).map(decile));
+                    at_all.push(at(999));
+                    let s = order_statistics(&mut values, at_all);
+                    (s[1..10].to_vec(), vec![s[0], s[10]])
+                } else {
+                    let deciles = order_statistics(&mut values, (1..10).map(decile));
+                    (deciles, order_statistics(&mut raw, [at(1), at(999)]))
+                };
                 FittedKind::Numeric {
                     range: Some([range[0], range[1]]),
                     log1p: *log1p,

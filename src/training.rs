@@ -151,18 +151,11 @@ fn frame_design(
     columns: &[usize],
     rows: &[usize],
 ) -> TrainResult<Vec<f64>> {
-    let n = spec.n_columns();
-    let mut x = vec![0.0; rows.len() * n];
-    for (k, &row) in rows.iter().enumerate() {
-        let r = FrameRow {
-            frame,
-            columns,
-            row,
-        };
-        spec.extract_into(&r, &mut x[k * n..(k + 1) * n])
-            .map_err(|e| format!("row {}: {e}", row + 2))?;
-    }
-    Ok(x)
+    design_of(spec, rows, |row| FrameRow {
+        frame,
+        columns,
+        row,
+    })
 }
 
 /// Dense design matrix of `rows` (row-major), using a fitted spec.
@@ -172,14 +165,22 @@ pub fn design(
     columns: &[usize],
     rows: &[usize],
 ) -> TrainResult<Vec<f64>> {
+    design_of(spec, rows, |r| Row {
+        cells: &table.rows[r],
+        columns,
+    })
+}
+
+/// The matrix of `rows`, each read as a record by `record` (errors name the CSV line).
+fn design_of<R: Record>(
+    spec: &FittedSpec,
+    rows: &[usize],
+    record: impl Fn(usize) -> R,
+) -> TrainResult<Vec<f64>> {
     let n = spec.n_columns();
     let mut x = vec![0.0; rows.len() * n];
     for (k, &r) in rows.iter().enumerate() {
-        let row = Row {
-            cells: &table.rows[r],
-            columns,
-        };
-        spec.extract_into(&row, &mut x[k * n..(k + 1) * n])
+        spec.extract_into(&record(r), &mut x[k * n..(k + 1) * n])
             .map_err(|e| format!("row {}: {e}", r + 2))?;
     }
     Ok(x)

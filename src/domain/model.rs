@@ -7,7 +7,9 @@ use crate::domain::features::{Cell, Clipped, FittedSpec, Record};
 use crate::error::Error;
 
 /// The artifact format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Formats this build still loads: 1 had no numeric bins (`edges`), which read as empty.
+pub const READABLE_FORMATS: [u32; 2] = [1, 2];
 /// How many positive and negative contributions a score reports.
 pub const TOP_FACTORS: usize = 3;
 
@@ -52,6 +54,11 @@ pub struct TrainingInfo {
     pub cv: Option<CvInfo>,
     pub rows_train: u64,
     pub rows_holdout: u64,
+    /// The weights were fitted again on all rows (train and holdout) with the same spec
+    /// choices and C: `holdout` then describes the model fitted before the refit, on rows the
+    /// stored model has seen, so it cannot be re-measured from the training file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refit: bool,
     pub excluded: Vec<String>,
     /// The `_lead_id`s of the rows the model was fitted on (sorted), when the data had that
     /// column (recorded outcomes): the promotion gate scores it on other leads only.
@@ -143,10 +150,10 @@ impl Artifact {
         }
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
         match probe.format_version {
-            Some(FORMAT_VERSION) => {}
+            Some(v) if READABLE_FORMATS.contains(&v) => {}
             Some(v) => {
                 return Err(Error::ModelRejected(format!(
-                    "format_version {v} is not supported (this build reads {FORMAT_VERSION})"
+                    "format_version {v} is not supported (this build reads {READABLE_FORMATS:?})"
                 )));
             }
             None => return Err(Error::ModelRejected("format_version is missing".into())),
@@ -232,12 +239,18 @@ pub struct Factor {
     pub value: String,
     /// Sum of weight x column over the attribute's model columns (exact; round for display).
     pub contribution: f64,
+    /// What the value fell in, when the value alone does not say: its bin ("age in [25,
+    /// 30)"), or the pooled level of a category the model does not know.
+    pub level: Option<String>,
 }
 
 impl Factor {
-    /// "month = oct".
+    /// "month = oct", or the level when there is one: "age in [25, 30)".
     pub fn text(&self) -> String {
-        format!("{} = {}", self.attribute, self.value)
+        match &self.level {
+            Some(level) => level.clone(),
+            None => format!("{} = {}", self.attribute, self.value),
+        }
     }
 }
 
@@ -360,8 +373,8 @@ impl Model {
                 .map(|(_, f)| f.name.clone())
                 .collect()
         };
-        // (attribute, value, contribution) of every attribute the lead sent.
-        let mut contributions: Vec<(&str, Cell<'_>, f64)> = spec
+        // (attribute, value, contribution, feature) of every attribute the lead sent.
+        let mut contributions: Vec<(&str, Cell<'_>, f64, usize)> = spec
             .features()
             .iter()
             .enumerate()
@@ -371,15 +384,16 @@ impl Model {
                     .columns_of(i)
                     .map(|j| self.artifact.weights[j] * row[j])
                     .sum::<f64>();
-                Some((f.name.as_str(), cell, c))
+                Some((f.name.as_str(), cell, c, i))
             })
             .collect();
         // Exact values order the factors; ties go by name, so the order is stable.
         contributions.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
-        let factor = |(n, cell, c): &(&str, Cell<'_>, f64)| Factor {
+        let factor = |&(n, cell, c, i): &(&str, Cell<'_>, f64, usize)| Factor {
             attribute: n.to_string(),
-            value: shown(*cell),
-            contribution: *c,
+            value: shown(cell),
+            contribution: c,
+            level: spec.features()[i].level(&row[spec.columns_of(i)]),
         };
         let top_positive = contributions
             .iter()

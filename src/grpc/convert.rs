@@ -179,6 +179,7 @@ fn contributions(v: Vec<Factor>) -> Vec<pb::Contribution> {
             attribute: f.attribute,
             contribution: f.contribution,
             value: f.value,
+            level: f.level.unwrap_or_default(),
         })
         .collect()
 }

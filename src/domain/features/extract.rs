@@ -1,5 +1,5 @@
 //! Turning one record into its dense model row with a fitted spec.
-use super::{Cell, FittedKind, FittedSpec, Record, transform};
+use super::{Cell, FittedKind, FittedSpec, Record, bin_columns, bin_of, transform};
 use crate::domain::lead::parse_bool;
 use crate::error::Error;
 
@@ -27,6 +27,7 @@ impl FittedSpec {
                     mean,
                     std,
                     range,
+                    edges,
                     ..
                 } => {
                     let raw = match cell {
@@ -52,10 +53,16 @@ impl FittedSpec {
                             };
                             out[o] = (transform(x, *log1p, *clip) - mean) / std;
                             out[o + 1] = 0.0;
+                            if !edges.is_empty() {
+                                let bins = &mut out[o + 2..=o + 2 + edges.len()];
+                                bins.fill(0.0);
+                                bins[bin_of(edges, x)] = 1.0;
+                            }
                         }
                         None => {
                             out[o] = 0.0;
                             out[o + 1] = 1.0;
+                            out[o + 2..o + 2 + bin_columns(edges)].fill(0.0);
                         }
                     }
                 }

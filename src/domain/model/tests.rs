@@ -16,6 +16,7 @@ pub(crate) fn tiny_artifact() -> Artifact {
                 std: 10.0,
                 deciles: vec![],
                 range: Some([18.0, 95.0]),
+                edges: vec![],
             },
         },
         FittedFeature {
@@ -45,6 +46,7 @@ pub(crate) fn tiny_artifact() -> Artifact {
             cv: None,
             rows_train: 8,
             rows_holdout: 2,
+            refit: false,
             excluded: vec![],
             fit_leads: vec![],
         },
@@ -179,11 +181,15 @@ fn refuses_tampered_and_foreign_artifacts() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("content hash"), "{err}");
-    let future = text.replace("\"format_version\": 1", "\"format_version\": 2");
+    let future = text.replace(
+        &format!("\"format_version\": {FORMAT_VERSION}"),
+        "\"format_version\": 9",
+    );
+    assert_ne!(future, text);
     let err = Artifact::from_json(future.as_bytes())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("format_version 2"), "{err}");
+    assert!(err.contains("format_version 9"), "{err}");
     let err = Artifact::from_json(b"{not json").unwrap_err().to_string();
     assert!(err.contains("not a valid artifact: not JSON"), "{err}");
     // serde would quote the offending value; the message must not.
@@ -201,4 +207,69 @@ fn refuses_weights_that_do_not_fit_the_spec() {
     let (_, bytes) = a.seal();
     let err = Artifact::from_json(&bytes).unwrap_err().to_string();
     assert!(err.contains("5 weights"), "{err}");
+}
+
+#[test]
+fn format_1_artifacts_still_load_and_score_without_bins() {
+    // Format 1 had no `edges`; its numeric features read as linear only.
+    let mut a = tiny_artifact();
+    a.format_version = 1;
+    let (sealed, bytes) = a.seal();
+    assert!(!String::from_utf8_lossy(&bytes).contains("edges"));
+    let back = Artifact::from_json(&bytes).unwrap();
+    assert_eq!(back.format_version, 1);
+    let m = Model::new(back);
+    let s = m.score(&lead(&[("age", AttrValue::Number(50.0))])).unwrap();
+    assert_eq!(m.n_columns(), sealed.spec.n_columns());
+    assert!(s.probability > 0.0 && s.probability < 1.0);
+}
+
+#[test]
+fn a_binned_attribute_is_one_factor_that_names_its_bin() {
+    use AttrValue::*;
+    let mut a = tiny_artifact();
+    let mut features = a.spec.features().to_vec();
+    if let FittedKind::Numeric { edges, .. } = &mut features[0].kind {
+        *edges = vec![30.0, 50.0];
+    }
+    a.spec = FittedSpec::new(features);
+    // age, age:missing, age < 30, age in [30, 50), age >= 50, job x 3, vip
+    a.weights = vec![0.5, -0.2, -0.4, 0.1, 0.7, -0.3, 1.0, 0.0, 0.8];
+    let m = Model::new(a.seal().0);
+    let s = m
+        .score(&lead(&[
+            ("age", Number(60.0)),
+            ("job", String("pilot".into())),
+        ]))
+        .unwrap();
+    // The linear term and the bin sum to one contribution: 0.5 * 2 + 0.7.
+    let age = &s.top_positive[0];
+    assert_eq!(age.attribute, "age");
+    assert!((age.contribution - 1.7).abs() < 1e-12, "{age:?}");
+    assert_eq!(age.value, "60");
+    assert_eq!(age.level.as_deref(), Some("age >= 50"));
+    assert_eq!(age.text(), "age >= 50");
+    // An unknown job falls in the pooled column (weight 0 here, so it is no factor): a known
+    // one has no level.
+    let s = m
+        .score(&lead(&[
+            ("age", Number(40.0)),
+            ("job", String("retired".into())),
+        ]))
+        .unwrap();
+    let job = s
+        .top_positive
+        .iter()
+        .find(|f| f.attribute == "job")
+        .unwrap();
+    assert_eq!(
+        (job.level.as_deref(), job.text().as_str()),
+        (None, "job = retired")
+    );
+    let age = s
+        .top_positive
+        .iter()
+        .find(|f| f.attribute == "age")
+        .unwrap();
+    assert_eq!(age.level.as_deref(), Some("age in [30, 50)"));
 }

@@ -185,9 +185,10 @@ pub struct TrainArgs {
     /// Share of rows held out for metrics.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
-    /// Inverse L2 regularisation strength.
-    #[arg(long = "C", default_value_t = 1.0)]
-    pub c: f64,
+    /// Inverse L2 regularisation strength (default 1, or chosen by 5-fold cross-validation
+    /// when the design has under 10 positives per column; the train output says so).
+    #[arg(long = "C")]
+    pub c: Option<f64>,
     /// Timestamp recorded in the artifact (default: $SOURCE_DATE_EPOCH if set, else none).
     #[arg(long)]
     pub created_at: Option<String>,
@@ -206,9 +207,13 @@ pub struct TrainArgs {
     /// "balanced" weights each class by n / (2 * class count); for rare conversions.
     #[arg(long, value_parser = ["balanced", "none"], default_value = "none")]
     pub class_weight: String,
-    /// Choose C by K-fold cross-validated AUC on the training split (overrides --C).
-    #[arg(long)]
+    /// Choose C by K-fold cross-validated AUC on the training split.
+    #[arg(long, conflicts_with = "c")]
     pub cv: Option<usize>,
+    /// After measuring the holdout, fit again on every row (same spec choices and C). The
+    /// artifact keeps the holdout metrics of the model fitted before the refit, and says so.
+    #[arg(long)]
+    pub refit: bool,
     /// Where to write the artifact.
     #[arg(long)]
     pub out: PathBuf,
@@ -289,6 +294,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         solver: args.solver,
         balanced: args.class_weight == "balanced",
         cv_folds: args.cv,
+        refit: args.refit,
     };
     let trained = training::train(&opts).map_err(anyhow::Error::msg)?;
     if args.print_spec {
@@ -301,6 +307,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let a = &trained.artifact;
+    for note in &trained.notes {
+        eprintln!("{note}");
+    }
     eprintln!(
         "wrote {} (version {}): {} columns, C {}, fit {:.3} s, holdout AUC {:.4}, log loss {:.4}, Brier {:.4}, n {}",
         args.out.display(),

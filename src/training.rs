@@ -6,10 +6,9 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::drift::{self, DriftReference};
 use crate::domain::features::{self, FeatureDef, FeatureSpec, FittedSpec, Record};
-use crate::domain::model::{
-    Artifact, CvInfo, CvPoint, FORMAT_VERSION, Metrics, Model, TrainingInfo,
-};
+use crate::domain::model::{Artifact, CvInfo, FORMAT_VERSION, TrainingInfo, sigmoid};
 
+mod choose;
 pub mod data;
 mod evaluate;
 pub mod fit;
@@ -34,8 +33,9 @@ pub struct TrainOptions {
     pub spec: Option<FeatureSpec>,
     pub seed: u64,
     pub holdout_fraction: f64,
-    /// Inverse L2 strength (scikit-learn's C).
-    pub c: f64,
+    /// Inverse L2 strength (scikit-learn's C); None: 1, or chosen by cross-validation when
+    /// the design has few positives per column (see `choose::cv_folds`).
+    pub c: Option<f64>,
     pub created_at: Option<String>,
     /// Refuse to train on fewer labelled rows than this.
     pub min_rows: usize,
@@ -46,10 +46,13 @@ pub struct TrainOptions {
     pub balanced: bool,
     /// Pick C by this many stratified folds of the training split (None: use `c`).
     pub cv_folds: Option<usize>,
+    /// After measuring the holdout, fit the spec and weights again on every row.
+    pub refit: bool,
 }
 
-/// The C values `--cv` tries, ascending; ties go to the smaller (stronger regularisation).
-pub const CV_GRID: [f64; 8] = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
+pub use choose::CV_GRID;
+/// C when neither `--C` nor cross-validation sets it (scikit-learn's default).
+pub const DEFAULT_C: f64 = 1.0;
 
 /// Default minimum-data gate: below this a holdout AUC is mostly noise.
 pub const MIN_ROWS: usize = 200;
@@ -64,6 +67,8 @@ pub struct Trained {
     pub spec: FeatureSpec,
     /// Seconds spent in the optimiser for the final fit (not CSV parsing, not CV).
     pub fit_seconds: f64,
+    /// What training chose on its own, one line each (bins, C by cross-validation, refit).
+    pub notes: Vec<String>,
 }
 
 /// Why training or evaluation could not run.
@@ -226,7 +231,7 @@ fn grade_thresholds(probabilities: &[f64]) -> [f64; 3] {
 }
 
 pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
-    if !(opts.c.is_finite() && opts.c > 0.0) {
+    if opts.c.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
         return Err("--C must be a positive number".into());
     }
     if !(opts.holdout_fraction > 0.0 && opts.holdout_fraction < 1.0) {
@@ -257,55 +262,50 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     let columns = columns_of(&frame.headers, &spec)?;
     let (train_idx, holdout_idx) =
         split::stratified(&labels.values, opts.holdout_fraction, opts.seed);
-    let train_rows: Vec<FrameRow> = train_idx
-        .iter()
-        .map(|&row| FrameRow {
-            frame: &frame,
-            columns: &columns,
-            row,
-        })
-        .collect();
-    let fitted = features::fit(&spec, &train_rows)?;
-    drop(train_rows);
-    let x_train = frame_design(&frame, &fitted, &columns, &train_idx)?;
-    let y_train: Vec<bool> = train_idx.iter().map(|&r| labels.values[r]).collect();
-    let n_cols = fitted.n_columns();
-    let sample_weight = opts.balanced.then(|| balanced_weights(&y_train));
-    let (c, cv) = match opts.cv_folds {
-        None => (opts.c, None),
-        Some(k) => {
-            let points = cross_validate(&x_train, &y_train, n_cols, k, opts, &sample_weight)?;
-            let best = points
-                .iter()
-                .fold(None::<&CvPoint>, |best, p| match best {
-                    Some(b) if b.mean_auc >= p.mean_auc => Some(b),
-                    _ => Some(p),
-                })
-                .map(|p| p.c)
-                .unwrap_or(opts.c);
-            (best, Some(CvInfo { folds: k, points }))
-        }
+    let mut notes = Vec::new();
+    let part = Part {
+        frame: &frame,
+        columns: &columns,
+        labels: &labels.values,
+        opts,
     };
-    let feature_reference = drift::feature_reference(&fitted, &x_train);
-    let started = std::time::Instant::now();
-    // The fit takes the matrix (packing it in place), and the holdout matrix is built after:
-    // at 10^6 x 40 the frame and the training matrix (847 MB) are the peak.
-    let (weights, intercept) = fit::fit_owned(
-        x_train,
-        &y_train,
-        n_cols,
-        c,
-        opts.solver,
-        sample_weight.as_deref(),
-    )?;
-    let fit_seconds = started.elapsed().as_secs_f64();
-    let x_hold = frame_design(&frame, &fitted, &columns, &holdout_idx)?;
-    let fit_leads = fit_leads(&frame, &train_idx);
+    let (spec, fitted) = part.resolve_bins(&spec, &train_idx, &mut notes)?;
+    let mut fit = part.fit(&spec, fitted, &train_idx, None, &mut notes)?;
+    // The holdout is measured on the model fitted without it; the holdout matrix is built
+    // after the fit: at 10^6 x 40 the frame and the training matrix (847 MB) are the peak.
+    let x_hold = frame_design(&frame, &fit.fitted, &columns, &holdout_idx)?;
+    let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
+    let predict = |f: &Fitted, x: &[f64]| -> Vec<f64> {
+        let n = f.fitted.n_columns();
+        x.chunks(n)
+            .map(|row| {
+                sigmoid(f.intercept + row.iter().zip(&f.weights).map(|(a, b)| a * b).sum::<f64>())
+            })
+            .collect()
+    };
+    let holdout = metrics::evaluate(&predict(&fit, &x_hold), &y_hold);
+    drop(x_hold);
+    let mut fitted_rows = train_idx;
+    if opts.refit {
+        let all: Vec<usize> = (0..labels.values.len()).collect();
+        fit = part.fit(&spec, None, &all, Some(fit.c), &mut notes)?;
+        notes.push(format!(
+            "refit on all {} rows with C {}: the holdout metrics describe the model fitted on \
+             {} rows before the refit",
+            all.len(),
+            fit.c,
+            fitted_rows.len()
+        ));
+        fitted_rows = all;
+    }
+    // Grades and the score's drift reference come from the final model on the holdout rows
+    // (rows it has seen after a refit: they set quantiles, not quality figures).
+    let x_hold = frame_design(&frame, &fit.fitted, &columns, &holdout_idx)?;
+    let p = predict(&fit, &x_hold);
+    let fit_leads = fit_leads(&frame, &fitted_rows);
     let data_fingerprint = std::mem::take(&mut frame.fingerprint);
     drop(frame);
-
-    let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
-    let mut artifact = Artifact {
+    let artifact = Artifact {
         format_version: FORMAT_VERSION,
         model_version: String::new(),
         created_at: opts.created_at.clone(),
@@ -320,44 +320,150 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             positive: labels.positive.clone(),
             seed: opts.seed,
             holdout_fraction: opts.holdout_fraction,
-            c,
+            c: fit.c,
             class_weight: opts.balanced.then(|| "balanced".to_string()),
-            cv,
-            rows_train: train_idx.len() as u64,
+            cv: fit.cv.take(),
+            rows_train: (labels.values.len() - holdout_idx.len()) as u64,
             rows_holdout: holdout_idx.len() as u64,
+            refit: opts.refit,
             excluded: opts.exclude.clone(),
             fit_leads,
         },
-        spec: fitted,
-        weights,
-        intercept,
-        grade_thresholds: [1.0, 1.0, 1.0],
-        holdout: Metrics {
-            auc: 0.0,
-            log_loss: 0.0,
-            brier: 0.0,
-            n: 0,
-            base_rate: 0.0,
-            calibration: vec![],
-        },
-        drift: None,
+        spec: fit.fitted,
+        weights: fit.weights,
+        intercept: fit.intercept,
+        grade_thresholds: grade_thresholds(&p),
+        holdout,
+        drift: Some(DriftReference {
+            features: fit.feature_reference,
+            score: drift::score_reference(&p),
+        }),
     };
-    let model = Model::new(artifact.clone());
-    let n = artifact.spec.n_columns();
-    let p: Vec<f64> = x_hold.chunks(n).map(|row| model.predict_row(row)).collect();
-    artifact.holdout = metrics::evaluate(&p, &y_hold);
-    artifact.grade_thresholds = grade_thresholds(&p);
-    artifact.drift = Some(DriftReference {
-        features: feature_reference,
-        score: drift::score_reference(&p),
-    });
     let (artifact, bytes) = artifact.seal();
     Ok(Trained {
         artifact,
         bytes,
         spec,
-        fit_seconds,
+        fit_seconds: fit.seconds,
+        notes,
     })
+}
+
+/// The data one training run fits on, for the split fit and the refit alike.
+struct Part<'a> {
+    frame: &'a Frame,
+    columns: &'a [usize],
+    labels: &'a [bool],
+    opts: &'a TrainOptions,
+}
+
+/// A fitted spec and its weights.
+struct Fitted {
+    fitted: FittedSpec,
+    weights: Vec<f64>,
+    intercept: f64,
+    c: f64,
+    cv: Option<CvInfo>,
+    feature_reference: Vec<Vec<f64>>,
+    seconds: f64,
+}
+
+impl Part<'_> {
+    fn records<'r>(&'r self, rows: &[usize]) -> Vec<FrameRow<'r>> {
+        rows.iter()
+            .map(|&row| FrameRow {
+                frame: self.frame,
+                columns: self.columns,
+                row,
+            })
+            .collect()
+    }
+
+    /// The spec with the bins of numeric features it leaves open decided (see
+    /// `choose::default_bins`), and the fitted spec when deciding already fitted it.
+    fn resolve_bins(
+        &self,
+        spec: &FeatureSpec,
+        rows: &[usize],
+        notes: &mut Vec<String>,
+    ) -> TrainResult<(FeatureSpec, Option<FittedSpec>)> {
+        let open = choose::open_bins(spec);
+        if open == 0 {
+            return Ok((spec.clone(), None));
+        }
+        let linear = choose::with_bins(spec, 0);
+        let base = features::fit(&linear, &self.records(rows))?;
+        let b = choose::default_bins(rows.len(), base.n_columns(), open);
+        if b == 0 {
+            notes.push(format!(
+                "{open} numeric columns stay linear: even 2 bins each would put {} rows x {} \
+                 columns over the fit budget (set `bins` per column in the spec to insist)",
+                rows.len(),
+                base.n_columns() + 2 * open
+            ));
+            return Ok((linear, Some(base)));
+        }
+        notes.push(format!(
+            "{open} numeric columns get up to {b} quantile bins each next to their linear term \
+             (`bins` per column in the spec overrides; --print-spec shows the choice)"
+        ));
+        Ok((choose::with_bins(spec, b), None))
+    }
+
+    /// Fits the spec (unless given) and the weights on `rows`; C is `c` when given, else
+    /// chosen as the options say.
+    fn fit(
+        &self,
+        spec: &FeatureSpec,
+        fitted: Option<FittedSpec>,
+        rows: &[usize],
+        c: Option<f64>,
+        notes: &mut Vec<String>,
+    ) -> TrainResult<Fitted> {
+        let fitted = match fitted {
+            Some(f) => f,
+            None => features::fit(spec, &self.records(rows))?,
+        };
+        let x = frame_design(self.frame, &fitted, self.columns, rows)?;
+        let y: Vec<bool> = rows.iter().map(|&r| self.labels[r]).collect();
+        let n_cols = fitted.n_columns();
+        let sample_weight = self.opts.balanced.then(|| balanced_weights(&y));
+        let positives = y.iter().filter(|v| **v).count();
+        let folds = match c {
+            Some(_) => None,
+            None => choose::cv_folds(self.opts, rows.len(), positives, n_cols),
+        };
+        let (c, cv) = match (c, folds) {
+            (Some(c), _) => (c, None),
+            (None, Some(k)) => {
+                let (c, info) =
+                    choose::cross_validate(&x, &y, n_cols, k, self.opts, &sample_weight)?;
+                if self.opts.cv_folds.is_none() {
+                    notes.push(format!(
+                        "C {c} chosen by {k}-fold cross-validation: {positives} positives for \
+                         {n_cols} columns is under {} per column (--C or --cv to decide)",
+                        choose::AUTO_CV_POSITIVES_PER_COLUMN
+                    ));
+                }
+                (c, Some(info))
+            }
+            (None, None) => (self.opts.c.unwrap_or(DEFAULT_C), None),
+        };
+        let feature_reference = drift::feature_reference(&fitted, &x);
+        let started = std::time::Instant::now();
+        // The fit takes the matrix (packing it in place).
+        let (weights, intercept) =
+            fit::fit_owned(x, &y, n_cols, c, self.opts.solver, sample_weight.as_deref())?;
+        Ok(Fitted {
+            fitted,
+            weights,
+            intercept,
+            c,
+            cv,
+            feature_reference,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 }
 
 /// scikit-learn's "balanced" class weights: n / (2 * count of the row's class).
@@ -367,55 +473,6 @@ pub fn balanced_weights(y: &[bool]) -> Vec<f64> {
     let neg = (n - pos).max(1.0);
     let (wp, wn) = (n / (2.0 * pos), n / (2.0 * neg));
     y.iter().map(|&v| if v { wp } else { wn }).collect()
-}
-
-/// Mean holdout AUC of each C in `CV_GRID` over `k` stratified folds of the training rows.
-fn cross_validate(
-    x: &[f64],
-    y: &[bool],
-    n_cols: usize,
-    k: usize,
-    opts: &TrainOptions,
-    sample_weight: &Option<Vec<f64>>,
-) -> TrainResult<Vec<CvPoint>> {
-    if !(2..=20).contains(&k) {
-        return Err("--cv takes 2 to 20 folds".into());
-    }
-    let folds = split::stratified_folds(y, k, opts.seed);
-    let mut points = Vec::new();
-    for c in CV_GRID {
-        let mut total = 0.0;
-        for fold in &folds {
-            let mut held = vec![false; y.len()];
-            fold.iter().for_each(|&i| held[i] = true);
-            let (mut xt, mut yt, mut st) = (Vec::new(), Vec::new(), Vec::new());
-            for i in (0..y.len()).filter(|&i| !held[i]) {
-                xt.extend_from_slice(&x[i * n_cols..(i + 1) * n_cols]);
-                yt.push(y[i]);
-                if let Some(s) = sample_weight {
-                    st.push(s[i]);
-                }
-            }
-            let sw = sample_weight.as_ref().map(|_| st.as_slice());
-            let (w, b) = fit::fit(&xt, &yt, n_cols, c, opts.solver, sw)?;
-            let p: Vec<f64> = fold
-                .iter()
-                .map(|&i| {
-                    let row = &x[i * n_cols..(i + 1) * n_cols];
-                    crate::domain::model::sigmoid(
-                        b + row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>(),
-                    )
-                })
-                .collect();
-            let yf: Vec<bool> = fold.iter().map(|&i| y[i]).collect();
-            total += metrics::auc(&p, &yf);
-        }
-        points.push(CvPoint {
-            c,
-            mean_auc: total / k as f64,
-        });
-    }
-    Ok(points)
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@ pub enum EvalRows {
     All,
 }
 
+const REFIT_IN_SAMPLE: &str = "the model was refitted on every row of its training data, so \
+    none of these rows is held out from it (its stored holdout metrics describe the model \
+    fitted before the refit); evaluate it on other data, or pass --all-rows to score these \
+    rows in-sample";
+
 /// Every artifact's metrics on the same rows, and which rows those were.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluated {
@@ -85,6 +90,9 @@ pub fn evaluate_table(
                 .collect();
             (idx, "not trained on")
         }
+        (EvalRows::Auto, _) if same_file && first.training.refit => {
+            return Err(REFIT_IN_SAMPLE.into());
+        }
         (EvalRows::Auto, _) if same_file => {
             let (_, hold) = split::stratified(
                 &labels.values,
@@ -95,6 +103,15 @@ pub fn evaluate_table(
         }
         _ => ((0..table.rows.len()).collect(), "all"),
     };
+    if idx.is_empty() && used == "not trained on" {
+        return Err(if first.training.refit {
+            REFIT_IN_SAMPLE.into()
+        } else {
+            "every row of this data was fitted on: nothing is held out (--all-rows scores them \
+             in-sample)"
+                .into()
+        });
+    }
     let y: Vec<bool> = idx.iter().map(|&r| labels.values[r]).collect();
     let mut out = Vec::with_capacity(artifacts.len());
     for artifact in artifacts {

@@ -6,7 +6,7 @@ use leadrouter::domain::model::Artifact;
 
 use crate::helpers::*;
 
-fn leadrouter(args: &[&str]) -> std::process::Output {
+pub(crate) fn leadrouter(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_leadrouter"))
         .args(args)
         .current_dir(repo_path(""))
@@ -16,7 +16,7 @@ fn leadrouter(args: &[&str]) -> std::process::Output {
 }
 
 /// The first `rows` data rows of the bank data, as a plain CSV in `dir`.
-fn bank_sample(dir: &Path, rows: usize) -> std::path::PathBuf {
+pub(crate) fn bank_sample(dir: &Path, rows: usize) -> std::path::PathBuf {
     use std::io::Read;
     let f =
         std::fs::File::open(repo_path("data/bank-marketing/bank-additional-full.csv.gz")).unwrap();
@@ -222,7 +222,7 @@ fn shipped_model_is_reproducible_byte_for_byte() {
     );
 }
 
-fn trained(args: &[&str], out: &Path) -> Artifact {
+pub(crate) fn trained(args: &[&str], out: &Path) -> Artifact {
     let mut all = args.to_vec();
     all.extend(["--out", out.to_str().unwrap()]);
     let r = leadrouter(&all);

@@ -24,8 +24,21 @@ async fn factors_name_sent_values_and_nothing_unsent() {
             other => panic!("{other:?}"),
         };
         assert_eq!(f.value, want, "{f:?}");
-        assert_eq!(f.text, format!("{} = {want}", f.attribute));
+        if f.level.is_empty() {
+            assert_eq!(f.text, format!("{} = {want}", f.attribute));
+        } else {
+            // A binned number: the text names the bin the value fell in.
+            assert_eq!(f.text, f.level);
+            assert!(f.level.starts_with(&f.attribute), "{f:?}");
+        }
     }
+    assert!(
+        good.top_positive
+            .iter()
+            .chain(&good.top_negative)
+            .any(|f| f.level.starts_with("pdays ") || f.level.starts_with("age ")),
+        "the shipped model bins its numeric columns: {good:?}"
+    );
     assert!(
         good.top_positive.iter().any(|f| f.text == "month = oct"),
         "{good:?}"

@@ -30,3 +30,4 @@ mod routing;
 mod runbook;
 mod store_contract;
 mod tls;
+mod train_choices;

@@ -51,7 +51,7 @@ async fn get_model_describes_the_live_artifact() {
         .unwrap()
         .into_inner();
     assert!(info.loaded);
-    assert_eq!(info.format_version, 1);
+    assert_eq!(info.format_version, 2);
     assert_eq!(info.label, "y");
     let h = info.holdout.unwrap();
     assert!(h.auc >= 0.80, "shipped model AUC {}", h.auc);
@@ -84,14 +84,14 @@ async fn reload_swaps_and_bad_artifacts_keep_the_old_model() {
     assert_eq!(scored_version(&app).await, version);
 
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, b"{\"format_version\": 1, \"weights\": [").unwrap();
+    std::fs::write(&bad, b"{\"format_version\": 2, \"weights\": [").unwrap();
     let e = reload(&app, bad.to_str().unwrap()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(e.message().contains("model refused"), "{e:?}");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &bad,
-        text.replace("\"format_version\": 1", "\"format_version\": 9"),
+        text.replace("\"format_version\": 2", "\"format_version\": 9"),
     )
     .unwrap();
     let e = reload(&app, bad.to_str().unwrap()).await.unwrap_err();

@@ -112,6 +112,18 @@ pub struct Lead {
 }
 
 impl Lead {
+    /// A test lead "l" with these attributes (unvalidated).
+    #[cfg(test)]
+    pub(crate) fn of(pairs: &[(&str, AttrValue)]) -> Lead {
+        Lead {
+            id: "l".into(),
+            attributes: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Validates the id and every attribute; the error names the offending field.
     pub fn parse(id: String, attributes: Attributes) -> Result<Lead, Error> {
         validate_id("lead.id", &id)?;

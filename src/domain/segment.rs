@@ -159,16 +159,6 @@ mod tests {
     use super::*;
     use crate::config::Settings;
 
-    fn lead(pairs: &[(&str, AttrValue)]) -> Lead {
-        Lead {
-            id: "l".into(),
-            attributes: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        }
-    }
-
     fn defaults() -> SegmentRules {
         Settings::load(None).unwrap().segments
     }
@@ -178,26 +168,26 @@ mod tests {
         use AttrValue::*;
         let rules = defaults();
         rules.validate().unwrap();
-        let m = rules.classify(&lead(&[("price_objection", Bool(true))]), 0.9);
+        let m = rules.classify(&Lead::of(&[("price_objection", Bool(true))]), 0.9);
         assert_eq!(
             (m.segment.as_str(), m.rule.as_str()),
             ("price_sensitive", "price_objection")
         );
-        let m = rules.classify(&lead(&[("budget", Number(500.0))]), 0.9);
+        let m = rules.classify(&Lead::of(&[("budget", Number(500.0))]), 0.9);
         assert_eq!(
             (m.segment.as_str(), m.rule.as_str()),
             ("price_sensitive", "budget_below_floor")
         );
         let m = rules.classify(
-            &lead(&[
+            &Lead::of(&[
                 ("budget", Number(50_000.0)),
                 ("price_objection", String("no".into())),
             ]),
             0.9,
         );
         assert_eq!(m.segment, "qualified");
-        assert_eq!(rules.classify(&lead(&[]), 0.15).segment, "nurture");
-        let m = rules.classify(&lead(&[]), 0.01);
+        assert_eq!(rules.classify(&Lead::of(&[]), 0.15).segment, "nurture");
+        let m = rules.classify(&Lead::of(&[]), 0.01);
         assert_eq!(
             (m.segment.as_str(), m.rule.as_str()),
             ("unqualified", "default")
@@ -209,7 +199,7 @@ mod tests {
     fn conditions_compare_by_type() {
         use AttrValue::*;
         let c = |json: &str| -> Condition { serde_json::from_str(json).unwrap() };
-        let l = lead(&[
+        let l = Lead::of(&[
             ("country", String("DE".into())),
             ("n", Number(5.0)),
             ("flag", String("yes".into())),

@@ -2,16 +2,6 @@
 use super::*;
 use crate::domain::lead::AttrValue;
 
-fn lead(pairs: &[(&str, AttrValue)]) -> Lead {
-    Lead {
-        id: "l".into(),
-        attributes: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    }
-}
-
 fn spec() -> FeatureSpec {
     FeatureSpec::from_toml(
         r#"
@@ -34,23 +24,23 @@ fn spec() -> FeatureSpec {
 fn training() -> Vec<Lead> {
     use AttrValue::*;
     vec![
-        lead(&[
+        Lead::of(&[
             ("age", Number(20.0)),
             ("job", String("a".into())),
             ("vip", Bool(true)),
         ]),
-        lead(&[
+        Lead::of(&[
             ("age", Number(40.0)),
             ("job", String("a".into())),
             ("vip", Bool(false)),
         ]),
-        lead(&[
+        Lead::of(&[
             ("age", Number(30.0)),
             ("job", String("b".into())),
             ("vip", Bool(false)),
         ]),
-        lead(&[("job", String("c".into()))]),
-        lead(&[("age", Number(30.0)), ("job", String("b".into()))]),
+        Lead::of(&[("job", String("c".into()))]),
+        Lead::of(&[("age", Number(30.0)), ("job", String("b".into()))]),
     ]
 }
 
@@ -77,11 +67,11 @@ fn extracts_missing_unseen_and_typed_values() {
     use AttrValue::*;
     let f = fit(&spec(), &training()).unwrap();
     let mut x = vec![9.0; f.n_columns()];
-    f.extract_into(&lead(&[("job", String("zzz".into()))]), &mut x)
+    f.extract_into(&Lead::of(&[("job", String("zzz".into()))]), &mut x)
         .unwrap();
     assert_eq!(x, [0.0, 1.0, 0.0, 0.0, 1.0, 1.0 / 3.0]);
     f.extract_into(
-        &lead(&[
+        &Lead::of(&[
             ("age", String("40".into())),
             ("job", String("b".into())),
             ("vip", String("yes".into())),
@@ -99,11 +89,11 @@ fn wrong_types_name_the_attribute() {
     let f = fit(&spec(), &training()).unwrap();
     let mut x = vec![0.0; f.n_columns()];
     let err = f
-        .extract_into(&lead(&[("age", String("old".into()))]), &mut x)
+        .extract_into(&Lead::of(&[("age", String("old".into()))]), &mut x)
         .unwrap_err();
     assert!(err.to_string().contains("lead.attributes[age]"), "{err}");
     let err = f
-        .extract_into(&lead(&[("vip", Number(3.0))]), &mut x)
+        .extract_into(&Lead::of(&[("vip", Number(3.0))]), &mut x)
         .unwrap_err();
     assert!(err.to_string().contains("lead.attributes[vip]"), "{err}");
 }
@@ -139,7 +129,7 @@ fn spec_round_trips_through_toml_and_json() {
 fn ages(values: impl IntoIterator<Item = f64>) -> Vec<Lead> {
     values
         .into_iter()
-        .map(|a| lead(&[("age", AttrValue::Number(a))]))
+        .map(|a| Lead::of(&[("age", AttrValue::Number(a))]))
         .collect()
 }
 
@@ -166,7 +156,7 @@ fn numeric_bins_sit_at_training_quantiles_and_one_hot_the_value() {
     assert_eq!(names[11], "age >= 90");
     let mut x = vec![9.0; f.n_columns()];
     for (age, bin) in [(0.0, 0), (29.9, 2), (30.0, 3), (95.0, 9), (500.0, 9)] {
-        f.extract_into(&lead(&[("age", AttrValue::Number(age))]), &mut x)
+        f.extract_into(&Lead::of(&[("age", AttrValue::Number(age))]), &mut x)
             .unwrap();
         let hot: Vec<usize> = (0..10).filter(|j| x[2 + j] == 1.0).collect();
         assert_eq!(hot, [bin], "age {age}: {x:?}");
@@ -178,7 +168,7 @@ fn numeric_bins_sit_at_training_quantiles_and_one_hot_the_value() {
         );
     }
     // Missing: the flag, no bin, and the level says so.
-    f.extract_into(&lead(&[]), &mut x).unwrap();
+    f.extract_into(&Lead::of(&[]), &mut x).unwrap();
     assert_eq!(x[1], 1.0);
     assert!(x[2..].iter().all(|v| *v == 0.0), "{x:?}");
     assert_eq!(f.features()[0].level(&x).as_deref(), Some("age missing"));
@@ -205,14 +195,17 @@ fn repeated_quantiles_merge_and_the_spec_sets_or_refuses_the_bin_count() {
 fn an_unknown_category_is_named_as_pooled() {
     let f = fit(&spec(), &training()).unwrap();
     let mut x = vec![0.0; f.n_columns()];
-    f.extract_into(&lead(&[("job", AttrValue::String("zzz".into()))]), &mut x)
-        .unwrap();
+    f.extract_into(
+        &Lead::of(&[("job", AttrValue::String("zzz".into()))]),
+        &mut x,
+    )
+    .unwrap();
     let job = &f.features()[1];
     assert_eq!(
         job.level(&x[f.columns_of(1)]).as_deref(),
         Some("job = <other> (rare or unseen in training)")
     );
-    f.extract_into(&lead(&[("job", AttrValue::String("a".into()))]), &mut x)
+    f.extract_into(&Lead::of(&[("job", AttrValue::String("a".into()))]), &mut x)
         .unwrap();
     assert_eq!(job.level(&x[f.columns_of(1)]), None);
 }

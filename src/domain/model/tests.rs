@@ -69,22 +69,12 @@ pub(crate) fn tiny_artifact() -> Artifact {
     .0
 }
 
-fn lead(pairs: &[(&str, AttrValue)]) -> Lead {
-    Lead {
-        id: "l".into(),
-        attributes: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    }
-}
-
 #[test]
 fn contributions_are_grouped_by_attribute_and_sum_to_the_logit() {
     use AttrValue::*;
     let m = Model::new(tiny_artifact());
     let s = m
-        .score(&lead(&[
+        .score(&Lead::of(&[
             ("age", Number(60.0)),
             ("job", String("admin".into())),
             ("vip", Bool(true)),
@@ -114,7 +104,7 @@ fn contributions_are_grouped_by_attribute_and_sum_to_the_logit() {
 fn factors_name_sent_values_and_leave_out_attributes_not_sent() {
     use AttrValue::*;
     let m = Model::new(tiny_artifact());
-    let only_age = m.score(&lead(&[("age", Number(60.0))])).unwrap();
+    let only_age = m.score(&Lead::of(&[("age", Number(60.0))])).unwrap();
     let all: Vec<Factor> = [only_age.top_positive, only_age.top_negative].concat();
     assert_eq!(
         all.iter().map(Factor::text).collect::<Vec<_>>(),
@@ -122,7 +112,7 @@ fn factors_name_sent_values_and_leave_out_attributes_not_sent() {
         "job and vip were not sent"
     );
     let off = m
-        .score(&lead(&[("age", Number(60.0)), ("vip", Bool(false))]))
+        .score(&Lead::of(&[("age", Number(60.0)), ("vip", Bool(false))]))
         .unwrap();
     assert!(
         off.top_positive.iter().all(|f| f.attribute != "vip")
@@ -135,7 +125,7 @@ fn factors_name_sent_values_and_leave_out_attributes_not_sent() {
 fn values_outside_the_training_range_are_clipped_and_named() {
     use AttrValue::*;
     let m = Model::new(tiny_artifact());
-    let at = |age: f64| m.score(&lead(&[("age", Number(age))])).unwrap();
+    let at = |age: f64| m.score(&Lead::of(&[("age", Number(age))])).unwrap();
     let huge = at(1e308);
     assert_eq!(huge.clipped, vec!["age".to_string()]);
     assert_eq!(huge.probability, at(95.0).probability);
@@ -219,7 +209,9 @@ fn format_1_artifacts_still_load_and_score_without_bins() {
     let back = Artifact::from_json(&bytes).unwrap();
     assert_eq!(back.format_version, 1);
     let m = Model::new(back);
-    let s = m.score(&lead(&[("age", AttrValue::Number(50.0))])).unwrap();
+    let s = m
+        .score(&Lead::of(&[("age", AttrValue::Number(50.0))]))
+        .unwrap();
     assert_eq!(m.n_columns(), sealed.spec.n_columns());
     assert!(s.probability > 0.0 && s.probability < 1.0);
 }
@@ -237,7 +229,7 @@ fn a_binned_attribute_is_one_factor_that_names_its_bin() {
     a.weights = vec![0.5, -0.2, -0.4, 0.1, 0.7, -0.3, 1.0, 0.0, 0.8];
     let m = Model::new(a.seal().0);
     let s = m
-        .score(&lead(&[
+        .score(&Lead::of(&[
             ("age", Number(60.0)),
             ("job", String("pilot".into())),
         ]))
@@ -252,7 +244,7 @@ fn a_binned_attribute_is_one_factor_that_names_its_bin() {
     // An unknown job falls in the pooled column (weight 0 here, so it is no factor): a known
     // one has no level.
     let s = m
-        .score(&lead(&[
+        .score(&Lead::of(&[
             ("age", Number(40.0)),
             ("job", String("retired".into())),
         ]))

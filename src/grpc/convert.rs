@@ -366,6 +366,7 @@ pub fn model_info(m: Option<&LoadedModel>) -> pb::ModelInfo {
             })
             .collect(),
         grade_thresholds: a.grade_thresholds.to_vec(),
+        refit: a.training.refit,
         path: m.path.display().to_string(),
     }
 }

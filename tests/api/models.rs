@@ -52,6 +52,10 @@ async fn get_model_describes_the_live_artifact() {
         .into_inner();
     assert!(info.loaded);
     assert_eq!(info.format_version, 2);
+    assert!(
+        !info.refit,
+        "the shipped model's holdout describes its own weights"
+    );
     assert_eq!(info.label, "y");
     let h = info.holdout.unwrap();
     assert!(h.auc >= 0.80, "shipped model AUC {}", h.auc);

@@ -59,28 +59,30 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
                     }
                     b => b,
                 };
-                // Bin edges sit at the raw values len * k / bins, k = 1 .. bins - 1.
-                let bin_at: Vec<usize> = (1..bins.max(1))
-                    .map(|k| (len * k / bins).min(len - 1))
-                    .collect();
-                let (deciles, range, cuts) = if !*log1p && clip.is_none() {
-                    // Untransformed, `raw` is `values`: one pass of selections serves all.
-                    let mut at_all = vec![at(1), at(999)];
+                let untransformed = !*log1p && clip.is_none();
+                let (deciles, range) = if untransformed {
+                    // Untransformed, `raw` is `values`: one pass of selections serves both.
+                    let mut at_all = vec![at(1)];
                     at_all.extend((1..10).map(decile));
-                    at_all.extend(&bin_at);
-                    let s = quantiles(&mut values, &at_all);
-                    (s[2..11].to_vec(), [s[0], s[1]], s[11..].to_vec())
+                    at_all.push(at(999));
+                    let s = order_statistics(&mut values, at_all);
+                    (s[1..10].to_vec(), [s[0], s[10]])
                 } else {
-                    let deciles = quantiles(&mut values, &(1..10).map(decile).collect::<Vec<_>>());
-                    let mut at_raw = vec![at(1), at(999)];
-                    at_raw.extend(&bin_at);
-                    let s = quantiles(&mut raw, &at_raw);
-                    (deciles, [s[0], s[1]], s[2..].to_vec())
+                    let deciles = order_statistics(&mut values, (1..10).map(decile));
+                    let r = order_statistics(&mut raw, [at(1), at(999)]);
+                    (deciles, [r[0], r[1]])
                 };
-                // An edge at or below the range's floor would leave bin 0 empty (values below
-                // the floor are clipped up to it); repeated quantiles make one edge.
-                let mut edges: Vec<f64> = cuts.into_iter().filter(|e| *e > range[0]).collect();
-                edges.dedup();
+                let edges = if bins > 1 {
+                    let sorted = if untransformed { &mut values } else { &mut raw };
+                    sorted.sort_unstable_by(f64::total_cmp);
+                    // Binned as served: clipped to the range (the order stays sorted).
+                    sorted
+                        .iter_mut()
+                        .for_each(|x| *x = x.clamp(range[0], range[1]));
+                    equal_frequency_edges(sorted, bins)
+                } else {
+                    Vec::new()
+                };
                 FittedKind::Numeric {
                     range: Some(range),
                     edges,
@@ -154,16 +156,35 @@ pub fn fit<R: Record>(spec: &FeatureSpec, records: &[R]) -> Result<FittedSpec, S
     Ok(FittedSpec::new(fitted))
 }
 
-/// The values at sorted positions `at` (any order, repeats allowed), answered in that order.
-fn quantiles(values: &mut [f64], at: &[usize]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..at.len()).collect();
-    order.sort_by_key(|&i| at[i]);
-    let sorted = order_statistics(values, order.iter().map(|&i| at[i]));
-    let mut out = vec![0.0; at.len()];
-    for (k, &i) in order.iter().enumerate() {
-        out[i] = sorted[k];
+/// Edges of up to `bins` bins of about equal counts over `sorted` (ascending): each edge cuts
+/// an equal share of the values not yet binned, and a value repeated for a bin's share or more
+/// (the zeros of a count, a sentinel) gets a bin of its own with the edge just past it, so the
+/// bins left still split the rest (plain quantiles would collapse onto the repeated value:
+/// 3 quantile bins of a column 78 % zeros are one bin).
+fn equal_frequency_edges(sorted: &[f64], bins: usize) -> Vec<f64> {
+    let n = sorted.len();
+    let mut edges = Vec::new();
+    let mut start = 0;
+    while edges.len() + 1 < bins && start < n {
+        let left = bins - edges.len();
+        let first = sorted[start];
+        let mut edge = sorted[(start + (n - start) / left).min(n - 1)];
+        if edge <= first {
+            let past = start + sorted[start..].partition_point(|x| *x <= first);
+            if past >= n {
+                break;
+            }
+            edge = sorted[past];
+        }
+        let next = start + sorted[start..].partition_point(|x| *x < edge);
+        // The last bin holds at least half a bin's share: no weight for a handful of rows.
+        if (n - next) * 2 * bins < n {
+            break;
+        }
+        edges.push(edge);
+        start = next;
     }
-    out
+    edges
 }
 
 /// The values at ascending sorted positions `at`, as a full sort would place them, by
@@ -234,5 +255,24 @@ mod tests {
         let want: Vec<f64> = at.iter().map(|&i| sorted[i]).collect();
         assert_eq!(order_statistics(&mut x, at), want);
         assert_eq!(order_statistics(&mut [2.0], [0, 0]), [2.0, 2.0]);
+    }
+
+    #[test]
+    fn a_repeated_value_gets_its_own_bin_and_the_rest_still_split() {
+        // 60 % zeros, then 1..=40: three bins are "0", and two equal halves of the rest.
+        let mut v: Vec<f64> = vec![0.0; 60];
+        v.extend((1..=40).map(f64::from));
+        assert_eq!(equal_frequency_edges(&v, 3), [1.0, 21.0]);
+        // 78 % zeros: halves of the other 22 would leave 11 values in the last bin, under half
+        // a bin's share (100 / 6): they stay one bin.
+        let mut v: Vec<f64> = vec![0.0; 78];
+        v.extend((1..=22).map(f64::from));
+        assert_eq!(equal_frequency_edges(&v, 3), [1.0]);
+        // Uniform values: plain quantiles.
+        let u: Vec<f64> = (0..100).map(f64::from).collect();
+        assert_eq!(equal_frequency_edges(&u, 4), [25.0, 50.0, 75.0]);
+        // One value only, or one bin: no edges.
+        assert!(equal_frequency_edges(&[5.0; 10], 10).is_empty());
+        assert!(equal_frequency_edges(&u, 1).is_empty());
     }
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::drift::{self, DriftReference};
 use crate::domain::features::{self, FeatureDef, FeatureSpec, FittedSpec, Record};
-use crate::domain::model::{Artifact, CvInfo, FORMAT_VERSION, TrainingInfo, sigmoid};
+use crate::domain::model::{Artifact, CvInfo, FORMAT_VERSION, TrainingInfo, linear_probability};
 
 mod choose;
 pub mod data;
@@ -273,18 +273,18 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
     let mut fit = part.fit(&spec, fitted, &train_idx, None, &mut notes)?;
     // The holdout is measured on the model fitted without it; the holdout matrix is built
     // after the fit: at 10^6 x 40 the frame and the training matrix (847 MB) are the peak.
-    let x_hold = frame_design(&frame, &fit.fitted, &columns, &holdout_idx)?;
-    let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
-    let predict = |f: &Fitted, x: &[f64]| -> Vec<f64> {
-        let n = f.fitted.n_columns();
-        x.chunks(n)
-            .map(|row| {
-                sigmoid(f.intercept + row.iter().zip(&f.weights).map(|(a, b)| a * b).sum::<f64>())
-            })
-            .collect()
+    let predict = |f: &Fitted| -> TrainResult<Vec<f64>> {
+        let x = frame_design(&frame, &f.fitted, &columns, &holdout_idx)?;
+        let n = f.fitted.n_columns().max(1);
+        Ok(x.chunks(n)
+            .map(|row| linear_probability(f.intercept, &f.weights, row))
+            .collect())
     };
-    let holdout = metrics::evaluate(&predict(&fit, &x_hold), &y_hold);
-    drop(x_hold);
+    let y_hold: Vec<bool> = holdout_idx.iter().map(|&r| labels.values[r]).collect();
+    // Grades and the score's drift reference come from the final model on the holdout rows:
+    // after a refit, rows it has seen (they set quantiles, not quality figures).
+    let mut p = predict(&fit)?;
+    let holdout = metrics::evaluate(&p, &y_hold);
     let mut fitted_rows = train_idx;
     if opts.refit {
         let all: Vec<usize> = (0..labels.values.len()).collect();
@@ -297,11 +297,8 @@ pub fn train(opts: &TrainOptions) -> TrainResult<Trained> {
             fitted_rows.len()
         ));
         fitted_rows = all;
+        p = predict(&fit)?;
     }
-    // Grades and the score's drift reference come from the final model on the holdout rows
-    // (rows it has seen after a refit: they set quantiles, not quality figures).
-    let x_hold = frame_design(&frame, &fit.fitted, &columns, &holdout_idx)?;
-    let p = predict(&fit, &x_hold);
     let fit_leads = fit_leads(&frame, &fitted_rows);
     let data_fingerprint = std::mem::take(&mut frame.fingerprint);
     drop(frame);

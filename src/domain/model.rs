@@ -270,6 +270,12 @@ pub struct Model {
     artifact: Artifact,
 }
 
+/// sigmoid(intercept + weights . row): the one definition training, evaluation and scoring
+/// share (the same summation order, so the same bits).
+pub fn linear_probability(intercept: f64, weights: &[f64], row: &[f64]) -> f64 {
+    sigmoid(intercept + row.iter().zip(weights).map(|(a, b)| a * b).sum::<f64>())
+}
+
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
@@ -298,12 +304,7 @@ impl Model {
 
     /// Probability of the dense row `x`.
     pub fn predict_row(&self, x: &[f64]) -> f64 {
-        let z = self.artifact.intercept
-            + x.iter()
-                .zip(&self.artifact.weights)
-                .map(|(a, b)| a * b)
-                .sum::<f64>();
-        sigmoid(z)
+        linear_probability(self.artifact.intercept, &self.artifact.weights, x)
     }
 
     /// Probabilities of many dense rows (row-major, `n_columns` wide) as one matrix-vector

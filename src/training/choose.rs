@@ -2,7 +2,7 @@
 //! whether and how C is chosen by cross-validation.
 use super::{TrainOptions, TrainResult, fit, metrics, split};
 use crate::domain::features::{DEFAULT_BINS, FeatureKind, FeatureSpec};
-use crate::domain::model::{CvInfo, CvPoint, sigmoid};
+use crate::domain::model::{CvInfo, CvPoint, linear_probability};
 
 /// The C values `--cv` tries, ascending; ties go to the smaller (stronger regularisation).
 pub const CV_GRID: [f64; 8] = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0];
@@ -102,10 +102,7 @@ pub fn cross_validate(
             let (w, b) = fit::fit_owned(xt, &yt, n_cols, c, opts.solver, sw)?;
             let p: Vec<f64> = fold
                 .iter()
-                .map(|&i| {
-                    let row = &x[i * n_cols..(i + 1) * n_cols];
-                    sigmoid(b + row.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>())
-                })
+                .map(|&i| linear_probability(b, &w, &x[i * n_cols..(i + 1) * n_cols]))
                 .collect();
             let yf: Vec<bool> = fold.iter().map(|&i| y[i]).collect();
             total += metrics::auc(&p, &yf);

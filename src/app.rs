@@ -88,6 +88,11 @@ impl App {
                     .saturating_mul(1000),
             },
             metrics: metrics.clone(),
+            recent_decisions: if settings.admin.addr.trim().is_empty() {
+                0
+            } else {
+                settings.admin.console_decisions
+            },
         }));
         if !settings.reps.file.is_empty() {
             let (reps, targets) = read_team(Path::new(&settings.reps.file))?;
@@ -280,11 +285,17 @@ impl App {
         }
         ready.store(true, std::sync::atomic::Ordering::Release);
         if let Some(listener) = self.admin {
+            let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
             let admin = crate::observe::admin::Admin {
                 engine: self.engine.clone(),
                 metrics: self.metrics.clone(),
                 ready: ready.clone(),
                 per_rep_max: self.settings.admin.per_rep_max_reps,
+                console: Some(crate::console::Console::new(
+                    self.engine.clone(),
+                    self.gate.clone(),
+                    loopback,
+                )),
             };
             let stop = async move {
                 let _ = admin_stopped.await;

@@ -164,6 +164,16 @@ impl Gate {
         self.keys.load().is_none()
     }
 
+    /// The caller a bearer token names; None when keys are off or no key matches. (The web
+    /// console checks its keys here, the same keys as the API.)
+    pub fn caller(&self, token: &str) -> Option<Caller> {
+        self.keys
+            .load()
+            .as_ref()
+            .as_ref()
+            .and_then(|k| k.find(token))
+    }
+
     pub fn replace(&self, keys: Keys) {
         self.keys.store(Arc::new(Some(keys)));
     }

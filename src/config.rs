@@ -50,6 +50,8 @@ pub struct AdminSettings {
     pub addr: String,
     /// Per-rep series (load, capacity, quota use) only for pools of at most this many reps.
     pub per_rep_max_reps: usize,
+    /// Decision records (candidates and verdicts) the console's lead lookup keeps, newest.
+    pub console_decisions: usize,
 }
 
 /// `[report]`: how reports count.

@@ -26,6 +26,7 @@ use crate::store::{ClaimRequest, Closed, Reassigned, Store};
 mod after;
 mod decision;
 mod models;
+pub mod recent;
 mod registry;
 mod report;
 mod team;
@@ -93,6 +94,8 @@ pub struct EngineParts {
     pub report: ReportPolicy,
     /// Counters of scored and routed leads.
     pub metrics: Arc<crate::observe::Metrics>,
+    /// Decision records kept for the console's lead lookup (`admin.console_decisions`).
+    pub recent_decisions: usize,
 }
 
 pub struct Engine {
@@ -100,6 +103,10 @@ pub struct Engine {
     parts: EngineParts,
     /// The registry generation this replica last loaded or published.
     registry_seen: std::sync::atomic::AtomicU64,
+    recent: recent::Recent,
+    /// The process's follower of the event logs (WatchAssignments, the console), made on
+    /// first use.
+    hub: std::sync::OnceLock<Arc<crate::watch::Hub>>,
 }
 
 thread_local! {
@@ -111,8 +118,10 @@ impl Engine {
     pub fn new(parts: EngineParts) -> Engine {
         Engine {
             model: ArcSwapOption::empty(),
+            recent: recent::Recent::new(parts.recent_decisions),
             parts,
             registry_seen: std::sync::atomic::AtomicU64::new(0),
+            hub: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,6 +135,22 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.parts.store
+    }
+
+    /// What this replica saw lately (decisions, unroutable leads, model events).
+    pub fn recent(&self) -> &recent::Recent {
+        &self.recent
+    }
+
+    /// The process's one follower of the store's event logs.
+    pub fn hub(&self) -> &Arc<crate::watch::Hub> {
+        self.hub
+            .get_or_init(|| crate::watch::Hub::new(self.parts.store.clone()))
+    }
+
+    /// The segment rules (the console shows a lead's rule).
+    pub fn segments(&self) -> &SegmentRules {
+        &self.parts.segments
     }
 
     /// The live model's file, else the configured one.

@@ -17,6 +17,7 @@ pub mod budget;
 pub mod builtin;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod error;

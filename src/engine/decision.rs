@@ -149,6 +149,9 @@ impl Engine {
             self.parts
                 .metrics
                 .routed(&r.pool, &d.segment.segment, status);
+            let at = self.now().as_millisecond();
+            self.recent
+                .decision(&d, at, self.parts.routing.record_candidates);
         }
         d
     }

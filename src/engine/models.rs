@@ -9,6 +9,7 @@ use crate::domain::model::{Artifact, Model};
 use crate::error::{Error, Result};
 use crate::training::{self, EvalRows, Table};
 
+use super::recent::ModelEvent;
 use super::{Engine, LoadedModel, Swap};
 
 /// Where a ReloadModel artifact comes from.
@@ -196,6 +197,17 @@ impl Engine {
             .map_err(|e| e.to_string()),
         };
         let gate = gate::judge(live, artifact, rows, self.parts.gate);
+        let what = match (gate.passed(), force) {
+            (true, _) => "passed",
+            (false, true) => "forced",
+            (false, false) => "refused",
+        };
+        self.recent.model(ModelEvent {
+            at_ms: self.now().as_millisecond(),
+            what,
+            version: artifact.model_version.clone(),
+            detail: gate.summary(),
+        });
         if !gate.passed() && !force {
             return Err(Error::ModelRejected(format!(
                 "{}; the live model keeps serving (force overrides)",
@@ -226,6 +238,15 @@ impl Engine {
             modified,
         });
         let old = self.model.swap(Some(new));
+        self.recent.model(ModelEvent {
+            at_ms: self.now().as_millisecond(),
+            what: "live",
+            version: gate.candidate_version.clone(),
+            detail: match &old {
+                Some(o) => format!("replaced {}", o.model.version()),
+                None => "first model of this replica".into(),
+            },
+        });
         Swap {
             previous: old.map(|m| m.model.version().to_string()),
             forced: !gate.passed(),

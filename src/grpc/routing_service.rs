@@ -21,7 +21,7 @@ pub struct RoutingApi {
 
 impl RoutingApi {
     pub fn new(engine: Arc<Engine>) -> RoutingApi {
-        let hub = crate::watch::Hub::new(engine.store().clone());
+        let hub = engine.hub().clone();
         RoutingApi { engine, hub }
     }
 }

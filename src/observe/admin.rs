@@ -1,5 +1,6 @@
-//! The admin HTTP listener (`admin.addr`): Prometheus text on /metrics, and /healthz and
-//! /readyz for load balancers and orchestrators that do not speak gRPC health.
+//! The admin HTTP listener (`admin.addr`): Prometheus text on /metrics, /healthz and /readyz
+//! for load balancers and orchestrators that do not speak gRPC health, and the web console
+//! (`/ui`, `crate::console`).
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,6 +21,8 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
     /// Per-rep series only for pools of at most this many reps.
     pub per_rep_max: usize,
+    /// The web console's state (None: no /ui routes).
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 impl Admin {
@@ -30,11 +33,16 @@ impl Admin {
 }
 
 pub fn router(admin: Admin) -> axum::Router {
-    axum::Router::new()
+    let console = admin.console.clone();
+    let probes = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(admin)
+        .with_state(admin);
+    match console {
+        Some(c) => probes.merge(crate::console::router(c)),
+        None => probes,
+    }
 }
 
 async fn metrics(State(a): State<Admin>) -> impl IntoResponse {

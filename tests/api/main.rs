@@ -3,6 +3,7 @@ mod anywhere;
 mod auth;
 mod cli;
 mod concurrency;
+mod console;
 mod crm;
 mod explain;
 mod export;

@@ -95,6 +95,54 @@ fn benches(c: &mut Criterion) {
             routing: None,
         }
     };
+    // What SubmitLead pays to keep its decision for the console's lead lookup: a 35-rep
+    // record, into a ring of 2,000 (compare with "rank 35 reps").
+    let kept = {
+        let mut d = engine_decision.clone();
+        d.routing = Some(leadrouter::engine::RoutingDecision {
+            status: leadrouter::engine::RoutingStatus::Queued { position: 3 },
+            pool: "default".into(),
+            candidates: reps(35)
+                .iter()
+                .map(|r| routing::CandidateRecord {
+                    rep_id: r.id.clone(),
+                    match_score: 0.5,
+                    verdict: routing::Verdict::AtCapacity,
+                    detail: routing::Detail::Load {
+                        load: 3,
+                        capacity: 3,
+                    },
+                    load: 3,
+                    capacity: 3,
+                })
+                .collect(),
+            replayed: false,
+            reason: String::new(),
+            omitted: vec![],
+        });
+        d
+    };
+    let recent = leadrouter::engine::recent::Recent::new(2000);
+    let mut i = 0u64;
+    c.bench_function("keep a 35-rep decision for the console", |b| {
+        b.iter(|| {
+            i += 1;
+            let mut d = kept.clone();
+            d.lead_id = format!("l{i}");
+            recent.keep(black_box(d));
+        })
+    });
+    c.bench_function(
+        "clone a 35-rep decision (the line above's own clone)",
+        |b| {
+            b.iter(|| {
+                i += 1;
+                let mut d = kept.clone();
+                d.lead_id = format!("l{i}");
+                black_box(d)
+            })
+        },
+    );
     c.bench_function("build decision record (protobuf)", |b| {
         b.iter(|| {
             black_box(leadrouter::grpc::convert::decision(black_box(

@@ -39,7 +39,7 @@ pub fn bands(rows: &[BandRow]) -> Markup {
     let k = scale(max);
     let h = ROW_H * rows.len() as f64 + 24.0;
     html! {
-        svg.chart width=(px(LABEL_W + PLOT_W + 60.0)) height=(px(h)) role="img" aria-label="expected against actual wins" {
+        svg.chart viewBox=(format!("0 0 {} {}", px(LABEL_W + PLOT_W + 60.0), px(h))) width=(px(LABEL_W + PLOT_W + 60.0)) role="img" aria-label="expected against actual wins" {
             @for (i, r) in rows.iter().enumerate() {
                 @let y = ROW_H * i as f64 + 4.0;
                 text x="0" y=(px(y + 13.0)) { (r.label) }
@@ -67,12 +67,16 @@ pub fn funnel(steps: &[(String, f64, Option<f64>)]) -> Markup {
     let k = scale(max);
     let h = 28.0 * steps.len() as f64 + 8.0;
     html! {
-        svg.chart width=(px(LABEL_W + PLOT_W + 160.0)) height=(px(h)) role="img" aria-label="funnel" {
+        svg.chart viewBox=(format!("0 0 {} {}", px(LABEL_W + PLOT_W + 160.0), px(h))) width=(px(LABEL_W + PLOT_W + 160.0)) role="img" aria-label="funnel" {
             @for (i, (name, count, drop)) in steps.iter().enumerate() {
                 @let y = 28.0 * i as f64 + 4.0;
                 @let prev = if i == 0 { *count } else { steps[i - 1].1 };
                 text x="0" y=(px(y + 15.0)) { (name) }
-                rect.leak x=(px(LABEL_W)) y=(px(y)) width=(px((prev * k).max(0.0))) height="20" {}
+                @if drop.is_some() {
+                    rect.leak x=(px(LABEL_W)) y=(px(y)) width=(px((prev * k).max(0.0))) height="20" {
+                        title { (format!("{:.0} leaked since the step before", prev - count)) }
+                    }
+                }
                 rect.step x=(px(LABEL_W)) y=(px(y)) width=(px((count * k).max(1.0))) height="20" {
                     title { (format!("{name}: {count}")) }
                 }
@@ -92,7 +96,7 @@ pub fn calibration(holdout: &[(f64, f64, f64)], live: &[(f64, f64, f64)]) -> Mar
     let biggest = holdout.iter().chain(live).map(|p| p.2).fold(1.0, f64::max);
     let r = |n: f64| 2.5 + 6.0 * (n / biggest).sqrt();
     html! {
-        svg.chart width=(px(s + pad * 2.0)) height=(px(s + pad * 2.0)) role="img" aria-label="calibration plot" {
+        svg.chart viewBox=(format!("0 0 {} {}", px(s + pad * 2.0), px(s + pad * 2.0))) width=(px(s + pad * 2.0)) role="img" aria-label="calibration plot" {
             rect x=(px(pad)) y=(px(pad)) width=(px(s)) height=(px(s)) fill="none" class="axis" {}
             line.ideal x1=(px(pad)) y1=(px(pad + s)) x2=(px(pad + s)) y2=(px(pad)) {}
             text x=(px(pad)) y=(px(pad + s + 16.0)) { "0" }
@@ -119,7 +123,7 @@ pub fn psi(features: &[(String, f64, u64, bool)], alert: f64) -> Markup {
     let k = scale(max);
     let h = 20.0 * features.len() as f64 + 10.0;
     html! {
-        svg.chart width=(px(LABEL_W + PLOT_W + 120.0)) height=(px(h)) role="img" aria-label="population stability per feature" {
+        svg.chart viewBox=(format!("0 0 {} {}", px(LABEL_W + PLOT_W + 120.0), px(h))) width=(px(LABEL_W + PLOT_W + 120.0)) role="img" aria-label="population stability per feature" {
             @for (i, (name, v, n, bad)) in features.iter().enumerate() {
                 @let y = 20.0 * i as f64 + 2.0;
                 text x="0" y=(px(y + 12.0)) { (name) }

@@ -16,6 +16,11 @@ use crate::engine::ReportQuery;
 /// Periods the team chart goes back (the current one included).
 const PERIODS_BACK: usize = 6;
 
+/// Queued leads have no rep: their group is empty.
+fn group(g: &str) -> &str {
+    if g.is_empty() { "(queued, no rep)" } else { g }
+}
+
 fn by_of(q: &HashMap<String, String>) -> By {
     q.get("by")
         .and_then(|b| By::parse(b))
@@ -105,16 +110,16 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                 Err(err) => (failed("performance", err)),
                 Ok((rows, _)) if rows.is_empty() => p.muted { "No leads this period." },
                 Ok((rows, _)) => {
-                    (charts::bands(&rows.iter().map(|r| BandRow { label: r.group.clone(), low: r.wins_low, expected: r.expected_wins, high: r.wins_high, actual: r.won }).collect::<Vec<_>>()))
+                    (charts::bands(&rows.iter().map(|r| BandRow { label: group(&r.group).to_string(), low: r.wins_low, expected: r.expected_wins, high: r.wins_high, actual: r.won }).collect::<Vec<_>>()))
                     table #performance {
                         thead { tr { th { (by.name()) } th.n { "Assigned" } th.n { "Open" } th.n { "Won" } th.n { "Lost" } th.n { "Expected wins" } th.n { "80 % band" } th.n { "Index" } th { "" } } }
                         tbody {
                             @for r in rows {
                                 tr data-group=(r.group) {
-                                    td { (r.group) } td.n data-k="assigned" { (r.assigned) } td.n { (r.open) }
+                                    td { (group(&r.group)) } td.n data-k="assigned" { (r.assigned) } td.n { (r.open) }
                                     td.n data-k="won" { (r.won) } td.n { (r.lost) }
                                     td.n data-k="expected" { (num(Some(r.expected_wins), 2)) }
-                                    td.n { (num(Some(r.wins_low), 0)) "–" (num(Some(r.wins_high), 0)) }
+                                    td.n { (num(Some(r.wins_low.max(0.0)), 0)) "–" (num(Some(r.wins_high), 0)) }
                                     td.n { (num(r.index, 2)) }
                                     td { @if !r.flag.is_empty() { span.pill.alert { (r.flag) } } }
                                 }
@@ -134,9 +139,9 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                     tbody {
                         @for r in rows {
                             tr data-group=(r.group) {
-                                td { (r.group) } td.n data-k="open" { (r.open) }
+                                td { (group(&r.group)) } td.n data-k="open" { (r.open) }
                                 td.n data-k="expected" { (num(Some(r.expected_wins), 2)) }
-                                td.n { (num(Some(r.wins_low), 0)) "–" (num(Some(r.wins_high), 0)) }
+                                td.n { (num(Some(r.wins_low.max(0.0)), 0)) "–" (num(Some(r.wins_high), 0)) }
                                 td.n { (num(Some(r.expected_value), 0)) }
                             }
                         }

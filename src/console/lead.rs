@@ -51,6 +51,42 @@ fn value(v: &AttrValue) -> String {
     }
 }
 
+/// "OverQuota" -> "over quota".
+fn words(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in camel.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(ch.to_lowercase());
+    }
+    out
+}
+
+fn terms(t: &crate::domain::assignment::Terms) -> String {
+    let secs = |ms: i64| super::layout::ago(ms / 1000);
+    let offer = if t.offer_ms > 0 {
+        format!(
+            "offered, {} to accept, {} offers at most",
+            secs(t.offer_ms),
+            t.max_offers
+        )
+    } else {
+        "assigned directly".into()
+    };
+    let sla = match (t.sla_ms, t.sla_reassign) {
+        (0, _) => "no first-touch SLA".to_string(),
+        (ms, true) => format!("first touch within {}, else reassigned", secs(ms)),
+        (ms, false) => format!("first touch within {}, else flagged", secs(ms)),
+    };
+    let ttl = if t.queue_ttl_ms > 0 {
+        format!("expires after {} in the queue", secs(t.queue_ttl_ms))
+    } else {
+        "waits in the queue without limit".into()
+    };
+    format!("{offer}; {sla}; {ttl}")
+}
+
 fn factors(score: &Score) -> Markup {
     html! {
         table #factors {
@@ -84,7 +120,7 @@ fn record(d: &Decision) -> Markup {
                 @for cand in &r.candidates {
                     tr data-rep=(cand.rep_id) {
                         td { (cand.rep_id) }
-                        td data-k="verdict" { (format!("{:?}", cand.verdict)) }
+                        td data-k="verdict" { (words(&format!("{:?}", cand.verdict))) }
                         td.n { (num(Some(cand.match_score), 3)) }
                         td.n { (cand.load) " / " (cand.capacity) }
                         td { (cand.detail.to_string()) }
@@ -93,7 +129,7 @@ fn record(d: &Decision) -> Markup {
             }
         }
         @if !r.omitted.is_empty() {
-            p.muted { "Not listed: " @for (v, n) in &r.omitted { (n) " " (format!("{v:?}")) "; " } }
+            p.muted { "Not listed: " (r.omitted.iter().map(|(v, n)| format!("{n} {}", words(&format!("{v:?}")))).collect::<Vec<_>>().join(", ")) "." }
         }
     }
 }
@@ -115,7 +151,7 @@ fn context(c: &Console, ctx: &LeadContext) -> Markup {
             dt { "segment rule" } dd { code { (rule.unwrap_or_else(|| "the default segment (no rule matched)".into())) } }
             dt { "model" } dd data-k="model" { code { (ctx.model_version) } }
             dt { "pool" } dd { (ctx.needs.pool) }
-            dt { "terms" } dd { (format!("{:?}", ctx.terms)) }
+            dt { "terms" } dd { (terms(&ctx.terms)) }
             @if ctx.expected_value > 0.0 { dt { "expected value" } dd { (num(Some(ctx.expected_value), 2)) } }
         }
         h2 { "Attributes" }
@@ -210,7 +246,7 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
             h2 { "Candidates and verdicts" }
             @match &kept {
                 Some(d) => (record(d)),
-                None => p.muted { "This replica keeps the newest admin.console_decisions decision records; this lead's is not among them." },
+                None => p.muted { "This replica keeps the newest admin.console_decisions decision records (each with up to 100 candidates); this lead's is not among them: it was decided on another replica, before a restart, or longer ago." },
             }
         }
         section {

@@ -150,7 +150,7 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                             @let (label, class) = status(s);
                             @let row = by_rep.get(s.rep.id.as_str());
                             tr data-rep=(s.rep.id) {
-                                td { b { (s.rep.id) } @if !s.rep.name.is_empty() && s.rep.name != s.rep.id { br; span.muted { (s.rep.name) } } }
+                                td.name { b { (s.rep.id) } @if !s.rep.name.is_empty() && s.rep.name != s.rep.id { br; span.muted { (s.rep.name) } } }
                                 td { (s.rep.pool) }
                                 td { span class=(format!("pill {class}")) data-k="status" { (label) } }
                                 td { (bar(f64::from(s.load), f64::from(s.effective_capacity))) }
@@ -165,7 +165,7 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                                 td.n data-k="assigned" { (row.map_or(0.0, |r| r.assigned)) }
                                 td.n data-k="won" { (row.map_or(0.0, |r| r.won)) }
                                 td.n { (num(row.and_then(|r| r.win_rate).map(|w| w * 100.0), 1)) @if row.and_then(|r| r.win_rate).is_some() { " %" } }
-                                td.n { @if let Some(r) = row { (num(Some(r.expected_wins), 1)) " " span.muted { "[" (num(Some(r.wins_low), 0)) "–" (num(Some(r.wins_high), 0)) "]" } } }
+                                td.n { @if let Some(r) = row { (num(Some(r.expected_wins), 1)) " " span.muted { "[" (num(Some(r.wins_low.max(0.0)), 0)) "–" (num(Some(r.wins_high), 0)) "]" } } }
                                 td.n {
                                     @if let Some(r) = row {
                                         span data-k="index" { (num(r.index, 2)) } " " span.muted { "[" (num(Some(r.index_low), 2)) "–" (num(Some(r.index_high), 2)) "]" }

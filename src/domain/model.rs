@@ -193,7 +193,7 @@ impl Artifact {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Grade {
     A,
     B,
@@ -213,7 +213,7 @@ impl Grade {
 }
 
 /// The result of scoring one lead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Score {
     pub probability: f64,
     pub score: u32,
@@ -231,7 +231,7 @@ pub struct Score {
 }
 
 /// One attribute's part in a score: what the lead sent and how far it moved the log-odds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Factor {
     pub attribute: String,
     /// The value as sent ("oct", "6", "true"), "(missing)" for an empty one; at most 64

@@ -53,7 +53,7 @@ pub struct SegmentRules {
 }
 
 /// Which segment a lead landed in and why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SegmentMatch {
     pub segment: String,
     pub rule: String,

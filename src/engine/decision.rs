@@ -8,7 +8,7 @@ use crate::domain::segment::SegmentMatch;
 use crate::store::{Claim, ClaimRequest};
 
 /// Everything decided about one lead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     pub lead_id: String,
     pub score: Score,
@@ -17,7 +17,7 @@ pub struct Decision {
     pub routing: Option<RoutingDecision>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RoutingStatus {
     Assigned(Assignment),
     Queued {
@@ -28,7 +28,7 @@ pub enum RoutingStatus {
     Unroutable,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoutingDecision {
     pub status: RoutingStatus,
     pub pool: String,
@@ -73,6 +73,43 @@ impl Decision {
             r.omitted = routing::summarise(&mut r.candidates, explain.limit(record_candidates));
         }
         self
+    }
+
+    /// `explained` as a copy, leaving this decision whole (copies only the listed candidates).
+    pub fn explained_copy(&self, explain: Explain, record_candidates: usize) -> Decision {
+        Decision {
+            lead_id: self.lead_id.clone(),
+            score: self.score.clone(),
+            segment: self.segment.clone(),
+            required_skills: self.required_skills.clone(),
+            routing: self.routing.as_ref().map(|r| {
+                let (candidates, omitted) =
+                    routing::summary_of(&r.candidates, explain.limit(record_candidates));
+                RoutingDecision {
+                    status: r.status.clone(),
+                    pool: r.pool.clone(),
+                    candidates,
+                    replayed: r.replayed,
+                    reason: r.reason.clone(),
+                    omitted,
+                }
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// The decision as a response lists it (`explained`); a fresh routing decision is kept
+    /// whole (up to `recent::KEEP_CANDIDATES` candidates) for the console's lead lookup. The
+    /// kept one is moved, not copied: the response copies only what it lists.
+    pub fn answer(&self, d: Decision, explain: Explain) -> Decision {
+        let rc = self.parts.routing.record_candidates;
+        if !self.recent.keeps(&d) {
+            return d.explained(explain, rc);
+        }
+        let shown = d.explained_copy(explain, rc);
+        self.recent.keep(d);
+        shown
     }
 }
 
@@ -149,9 +186,9 @@ impl Engine {
             self.parts
                 .metrics
                 .routed(&r.pool, &d.segment.segment, status);
-            let at = self.now().as_millisecond();
-            self.recent
-                .decision(&d, at, self.parts.routing.record_candidates);
+            if r.status == RoutingStatus::Unroutable {
+                self.recent.note_unroutable(&d, self.now().as_millisecond());
+            }
         }
         d
     }

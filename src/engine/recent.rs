@@ -2,12 +2,16 @@
 //! leads with their reason, and the model's swaps and gate verdicts. Bounded rings in memory;
 //! the store keeps what must survive (leads, events, counters), not these.
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use super::{Decision, RoutingStatus};
+use super::Decision;
 
 /// Unroutable leads and model events kept (the decisions' bound is configured).
 const KEEP: usize = 200;
+/// Candidates a kept record lists (every rep of pools up to this size; in bigger pools the
+/// chosen rep, the nearest of each verdict and the best runners-up, the rest counted), so a
+/// kept decision costs at most ~10 KiB however big the pool.
+pub const KEEP_CANDIDATES: usize = 100;
 
 /// A lead no rep of its pool could take.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +36,9 @@ pub struct ModelEvent {
 #[derive(Default)]
 struct Rings {
     order: VecDeque<String>,
-    decisions: HashMap<String, Arc<Decision>>,
+    /// postcard bytes: one allocation per record, so forgetting the oldest frees one block
+    /// (freeing the ~70 small blocks of a whole Decision, cold in cache, cost SubmitLead ~15 %).
+    decisions: HashMap<String, Box<[u8]>>,
     unroutable: VecDeque<UnroutableLead>,
     models: VecDeque<ModelEvent>,
 }
@@ -62,38 +68,51 @@ impl Recent {
         self.rings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a fresh decision (a replay repeats one already kept, with no candidates).
-    pub fn decision(&self, d: &Decision, at_ms: i64, record_candidates: usize) {
+    /// Notes an unroutable lead (the answer's own record is kept by `keep`).
+    pub fn note_unroutable(&self, d: &Decision, at_ms: i64) {
         let Some(r) = &d.routing else { return };
-        if r.replayed {
+        let u = UnroutableLead {
+            at_ms,
+            lead_id: d.lead_id.clone(),
+            pool: r.pool.clone(),
+            segment: d.segment.segment.clone(),
+            reason: r.reason.clone(),
+        };
+        push(&mut self.lock().unroutable, u);
+    }
+
+    /// Whether `keep` would keep this decision: a fresh routing decision (a replay repeats
+    /// one already kept, without candidates) while records are kept at all.
+    pub fn keeps(&self, d: &Decision) -> bool {
+        self.keep_decisions > 0 && d.routing.as_ref().is_some_and(|r| !r.replayed)
+    }
+
+    /// Keeps a decision, replacing an older one of the same lead, forgetting the oldest.
+    pub fn keep(&self, d: Decision) {
+        if !self.keeps(&d) {
             return;
         }
-        if r.status == RoutingStatus::Unroutable {
-            let u = UnroutableLead {
-                at_ms,
-                lead_id: d.lead_id.clone(),
-                pool: r.pool.clone(),
-                segment: d.segment.segment.clone(),
-                reason: r.reason.clone(),
-            };
-            push(&mut self.lock().unroutable, u);
-        }
-        if self.keep_decisions == 0 {
+        let d = d.explained(crate::domain::routing::Explain::Summary, KEEP_CANDIDATES);
+        let Ok(bytes) = postcard::to_allocvec(&d) else {
             return;
-        }
-        let kept = Arc::new(
-            d.clone()
-                .explained(crate::domain::routing::Explain::Summary, record_candidates),
-        );
+        };
         let mut g = self.lock();
-        if g.decisions.insert(d.lead_id.clone(), kept).is_none() {
-            g.order.push_back(d.lead_id.clone());
-        }
-        while g.order.len() > self.keep_decisions {
-            if let Some(old) = g.order.pop_front() {
-                g.decisions.remove(&old);
+        let evicted = match g
+            .decisions
+            .insert(d.lead_id.clone(), bytes.into_boxed_slice())
+        {
+            Some(_) => None,
+            None => {
+                g.order.push_back(d.lead_id);
+                (g.order.len() > self.keep_decisions)
+                    .then(|| g.order.pop_front())
+                    .flatten()
+                    .and_then(|old| g.decisions.remove(&old))
             }
-        }
+        };
+        drop(g);
+        // The evicted record is freed after the lock is let go.
+        drop(evicted);
     }
 
     pub fn model(&self, e: ModelEvent) {
@@ -101,8 +120,9 @@ impl Recent {
     }
 
     /// The decision kept for `lead_id`, if this replica made it lately.
-    pub fn decision_of(&self, lead_id: &str) -> Option<Arc<Decision>> {
-        self.lock().decisions.get(lead_id).cloned()
+    pub fn decision_of(&self, lead_id: &str) -> Option<Decision> {
+        let bytes = self.lock().decisions.get(lead_id).cloned()?;
+        postcard::from_bytes(&bytes).ok()
     }
 
     /// Newest first.
@@ -119,6 +139,73 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::routing::{CandidateRecord, Detail, Verdict};
+    use crate::engine::{RoutingDecision, RoutingStatus};
+
+    fn decision(id: &str, reps: usize) -> Decision {
+        Decision {
+            lead_id: id.into(),
+            score: crate::domain::model::cold_start_score(0.1),
+            segment: crate::domain::segment::SegmentMatch {
+                segment: "qualified".into(),
+                rule: "hot".into(),
+            },
+            required_skills: vec!["language:de".into()],
+            routing: Some(RoutingDecision {
+                status: RoutingStatus::Queued { position: 2 },
+                pool: "default".into(),
+                candidates: (0..reps)
+                    .map(|i| CandidateRecord {
+                        rep_id: format!("r{i}"),
+                        match_score: 0.5,
+                        verdict: if i == 0 {
+                            Verdict::AtCapacity
+                        } else {
+                            Verdict::OffShift
+                        },
+                        detail: Detail::Load {
+                            load: 2,
+                            capacity: 2,
+                        },
+                        load: 2,
+                        capacity: 2,
+                    })
+                    .collect(),
+                replayed: false,
+                reason: "no rep with room".into(),
+                omitted: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn decisions_come_back_as_kept_and_the_oldest_go() {
+        let r = Recent::new(2);
+        for id in ["a", "b", "c"] {
+            r.keep(decision(id, 3));
+        }
+        assert!(r.decision_of("a").is_none(), "the oldest is forgotten");
+        let c = r.decision_of("c").unwrap();
+        let mut want = decision("c", 3);
+        // Details travel as their words.
+        for cand in &mut want.routing.as_mut().unwrap().candidates {
+            cand.detail = Detail::from("load 2 of 2".to_string());
+        }
+        assert_eq!(c, want);
+        // A big pool keeps KEEP_CANDIDATES and counts the rest.
+        r.keep(decision("big", 250));
+        let big = r.decision_of("big").unwrap().routing.unwrap();
+        assert_eq!(big.candidates.len(), KEEP_CANDIDATES);
+        assert_eq!(big.omitted, vec![(Verdict::OffShift, 150)]);
+        // Replays are not kept; nothing is kept with a bound of 0.
+        let mut replay = decision("replay", 1);
+        replay.routing.as_mut().unwrap().replayed = true;
+        r.keep(replay);
+        assert!(r.decision_of("replay").is_none());
+        let none = Recent::new(0);
+        none.keep(decision("x", 1));
+        assert!(none.decision_of("x").is_none());
+    }
 
     #[test]
     fn rings_keep_the_newest() {

@@ -71,7 +71,6 @@ async fn submit_batch(
             }
         }
         let mut results = engine.submit_batch(leads).await.into_iter();
-        let shown = engine.record_candidates();
         ids.into_iter()
             .zip(converted)
             .map(|(id, explain)| {
@@ -79,7 +78,7 @@ async fn submit_batch(
                     let r = results.next().unwrap_or_else(|| {
                         Err(crate::error::Error::Internal("missing result".into()))
                     });
-                    r.map(|d| d.explained(explain, shown))
+                    r.map(|d| engine.answer(d, explain))
                 });
                 stream_answer(id, r)
             })
@@ -113,7 +112,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let lead = convert::lead(msg.lead)?;
         let explain = convert::explain(msg.explain)?;
         let d = self.engine.submit(lead).await?;
-        let d = d.explained(explain, self.engine.record_candidates());
+        let d = self.engine.answer(d, explain);
         Ok(Response::new(pb::SubmitLeadResponse {
             decision: Some(convert::decision(d)),
         }))

@@ -174,7 +174,7 @@ impl pb::routing_service_server::RoutingService for RoutingApi {
             let lead = convert::lead(msg.lead)?;
             let explain = convert::explain(msg.explain)?;
             let d = self.engine.submit(lead).await?;
-            let d = d.explained(explain, self.engine.record_candidates());
+            let d = self.engine.answer(d, explain);
             Ok(Response::new(pb::AssignLeadResponse {
                 decision: Some(convert::decision(d)),
             }))

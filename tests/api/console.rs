@@ -323,7 +323,7 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
     assert_eq!(number(&f["score"]), f64::from(score.score));
     assert_eq!(text(&f["segment"]), d.segment.as_ref().unwrap().name);
     assert_eq!(text(&f["rep"]), chosen);
-    assert_eq!(text(&lead["candidates"][&chosen]["verdict"]), "Chosen");
+    assert_eq!(text(&lead["candidates"][&chosen]["verdict"]), "chosen");
     assert_eq!(
         lead["candidates"].as_object().unwrap().len(),
         3,

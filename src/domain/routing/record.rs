@@ -30,8 +30,46 @@ pub type Omitted = Vec<(Verdict, u32)>;
 /// then the best of the rest in order. The kept records stay in their order. Returns what was
 /// left out, per verdict.
 pub fn summarise(records: &mut Vec<CandidateRecord>, limit: usize) -> Omitted {
-    if records.len() <= limit {
+    let Some(keep) = keep_mask(records, limit) else {
         return Vec::new();
+    };
+    let mut counts = [0u32; Verdict::COUNT];
+    let mut i = 0;
+    records.retain(|r| {
+        let kept = keep[i];
+        i += 1;
+        if !kept {
+            counts[r.verdict as usize] += 1;
+        }
+        kept
+    });
+    by_verdict(&counts)
+}
+
+/// `summarise` without touching `records`: copies of the kept ones, and what was left out.
+pub fn summary_of(records: &[CandidateRecord], limit: usize) -> (Vec<CandidateRecord>, Omitted) {
+    let Some(keep) = keep_mask(records, limit) else {
+        return (records.to_vec(), Vec::new());
+    };
+    let kept = records
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let mut counts = [0u32; Verdict::COUNT];
+    for (r, k) in records.iter().zip(&keep) {
+        if !k {
+            counts[r.verdict as usize] += 1;
+        }
+    }
+    (kept, by_verdict(&counts))
+}
+
+/// Which records a summary keeps (None: all of them, nothing to leave out).
+fn keep_mask(records: &[CandidateRecord], limit: usize) -> Option<Vec<bool>> {
+    if records.len() <= limit {
+        return None;
     }
     let mut keep = vec![false; records.len()];
     let mut budget = limit;
@@ -54,20 +92,14 @@ pub fn summarise(records: &mut Vec<CandidateRecord>, limit: usize) -> Omitted {
     for i in 0..records.len() {
         take(i, &mut keep);
     }
-    let mut omitted = [0u32; Verdict::COUNT];
-    let mut i = 0;
-    records.retain(|r| {
-        let kept = keep[i];
-        i += 1;
-        if !kept {
-            omitted[r.verdict as usize] += 1;
-        }
-        kept
-    });
+    Some(keep)
+}
+
+fn by_verdict(counts: &[u32; Verdict::COUNT]) -> Omitted {
     Verdict::ALL
         .iter()
-        .filter(|v| omitted[**v as usize] > 0)
-        .map(|v| (*v, omitted[*v as usize]))
+        .filter(|v| counts[**v as usize] > 0)
+        .map(|v| (*v, counts[*v as usize]))
         .collect()
 }
 

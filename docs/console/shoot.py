@@ -12,10 +12,9 @@ BASE, TOKEN, OUT = sys.argv[1:4]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = [
-    ("team", "/ui?period=month"),
+    ("team", "/ui?period=quarter&at=2017-06-30"),
     ("queue", "/ui/queue"),
     ("forecast", "/ui/forecast?period=quarter&by=rep&at=2017-06-30"),
-    ("forecast-now", "/ui/forecast?period=day&by=segment"),
     ("model", "/ui/model"),
 ]
 
@@ -34,10 +33,13 @@ with sync_playwright() as p:
         page.goto(BASE + path)
         page.wait_for_selector("body[data-live=on]")
         page.screenshot(path=os.path.join(OUT, f"{name}.png"), full_page=name != "queue")
-    # A lead from the queue board, looked up.
+    # The newest lead of the queue board's list, looked up (its decision record is among
+    # the newest this replica keeps).
     page.goto(f"{BASE}/ui/queue")
-    page.click("table.queue tr[data-lead] a")
-    page.wait_for_selector("#candidates")
+    links = page.query_selector_all("table.queue tr[data-lead] a")
+    newest = max(links, key=lambda a: a.text_content())
+    newest.click()
+    page.wait_for_selector("#lead-events")
     page.screenshot(path=os.path.join(OUT, "lead.png"), full_page=True)
     browser.close()
     if errors:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds the console screenshots in docs/console/: a server with the example team, the CRM
-# history imported (boards as of 2017), a quarter target, bank leads routed and some closed
-# today (leadrouter bench), then every page in headless Chromium (shoot.py; needs Debian's
-# chromium and `pip install playwright`).
+# history imported (performance boards as of 2017-06-30), targets, and a burst of bank leads
+# (leadrouter bench) that fills every rep on shift and queues the rest, then every page in
+# headless Chromium (shoot.py; needs Debian's chromium and `pip install playwright`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q
@@ -23,8 +23,6 @@ $bin import-history --server $s --data data/crm-sales-opportunities/sales_pipeli
   --outcome deal_stage --won Won --lost Lost --value close_value > /dev/null
 $bin set-target --server $s --scope team --period month --metric wins --value 400 > /dev/null
 $bin set-target --server $s --scope rep --id anna-snelling --period month --metric assignments --value 60 > /dev/null
-# Routed and closed today (a third won), then a burst that fills the team and queues the rest.
-$bin bench --server $s --mode submit --connections 1 --concurrency 4 --warmup 0 --duration 2 --keep-open 300 > /dev/null
 $bin bench --server $s --mode submit --connections 1 --concurrency 4 --warmup 0 --duration 1 > /dev/null
 python3 docs/console/shoot.py http://127.0.0.1:9481 "$token" docs/console
 echo "screenshots in docs/console/"

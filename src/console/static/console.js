@@ -6,7 +6,10 @@
   const state = document.getElementById("live-state");
   const list = document.getElementById("events");
   const board = document.getElementById("board");
-  let loading = false, again = false, timer = null;
+  let loading = false, again = false, timer = null, last = 0;
+  // At most one board read a second: a busy pool emits hundreds of events a second and a
+  // board (a queue of 100k leads) is not free to read. The event list itself is immediate.
+  const GAP_MS = 1000;
 
   function setState(s) {
     document.body.dataset.live = s;
@@ -16,6 +19,7 @@
   async function reload() {
     if (loading) { again = true; return; }
     loading = true;
+    last = Date.now();
     try {
       const r = await fetch(location.href, { headers: { "x-console-part": "board" }, credentials: "same-origin" });
       if (r.ok && board) {
@@ -32,7 +36,8 @@
 
   function schedule() {
     if (timer) return;
-    timer = setTimeout(() => { timer = null; reload(); }, 100);
+    const wait = Math.max(100, GAP_MS - (Date.now() - last));
+    timer = setTimeout(() => { timer = null; reload(); }, wait);
   }
 
   function show(e) {

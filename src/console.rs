@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::Markup;
 
@@ -135,13 +135,7 @@ async fn login(
     let token = form.get("token").map(|t| t.trim()).unwrap_or_default();
     let why = match c.check_token(token) {
         access::Verdict::Caller(_) => match c.sessions.open(token) {
-            Some(id) => {
-                let mut r = Redirect::to(&next).into_response();
-                if let Ok(v) = header::HeaderValue::from_str(&access::cookie(&id)) {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                return r;
-            }
+            Some(id) => return access::redirect_with_cookie(&next, &id),
             None => "no random source for a session",
         },
         access::Verdict::Refused(_, why) => why,
@@ -154,11 +148,7 @@ async fn logout(State(c): State<Arc<Console>>, h: HeaderMap) -> Response {
     if let Some(id) = access::session_id(&h) {
         c.sessions.close(id);
     }
-    let mut r = Redirect::to("/ui/login").into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&access::cookie("")) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+    access::redirect_with_cookie("/ui/login", "")
 }
 
 async fn css() -> impl IntoResponse {

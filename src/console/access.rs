@@ -77,8 +77,17 @@ impl Sessions {
     }
 }
 
+/// A redirect to `to` setting (or, with an empty id, clearing) the session cookie.
+pub fn redirect_with_cookie(to: &str, id: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&cookie(id)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
 /// The `Set-Cookie` value for a session (or, with an empty id, one that clears it).
-pub fn cookie(id: &str) -> String {
+fn cookie(id: &str) -> String {
     let age = if id.is_empty() {
         0
     } else {
@@ -112,7 +121,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn query_token(query: &str) -> Option<(String, String)> {
     let mut token = None;
     let mut rest = Vec::new();
-    for (k, v) in form_urlencoded_pairs(query) {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default();
+    for (k, v) in pairs {
         if k == "token" {
             token = Some(v);
         } else {
@@ -121,10 +131,6 @@ fn query_token(query: &str) -> Option<(String, String)> {
     }
     let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
     token.filter(|t| !t.is_empty()).map(|t| (t, rest))
-}
-
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default()
 }
 
 /// Whether a key of this role may see the console: it shows routing (crm) and operations

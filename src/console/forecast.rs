@@ -7,10 +7,10 @@ use maud::{Markup, html};
 
 use super::Console;
 use super::charts::{self, BandRow};
-use super::layout::{ago, failed, num};
+use super::layout::{ago, failed, num, start_back};
 use super::team::{period_links, period_of};
 
-use crate::domain::report::{By, Period};
+use crate::domain::report::By;
 use crate::engine::ReportQuery;
 
 /// Periods the team chart goes back (the current one included).
@@ -26,15 +26,6 @@ fn by_of(q: &HashMap<String, String>) -> By {
         .and_then(|b| By::parse(b))
         .filter(|b| *b != By::Team)
         .unwrap_or(By::Rep)
-}
-
-/// The first day of the period `n` periods before the one holding `today`.
-fn start_back(period: Period, today: i32, n: usize) -> i32 {
-    let mut first = period.bounds(today).0;
-    for _ in 0..n {
-        first = period.bounds(first - 1).0;
-    }
-    first
 }
 
 pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup) {

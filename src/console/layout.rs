@@ -101,6 +101,18 @@ pub fn ago(seconds: i64) -> String {
     }
 }
 
+/// A value for a query string.
+pub fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|v| v.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+/// The first day of the period `n` periods before the one holding `day`.
+pub fn start_back(period: crate::domain::report::Period, day: i32, n: usize) -> i32 {
+    (0..n).fold(period.bounds(day).0, |first, _| period.bounds(first - 1).0)
+}
+
 /// A message in place of a board whose data could not be read.
 pub fn failed(what: &str, e: &crate::error::Error) -> Markup {
     html! { p.error role="alert" { "Cannot read " (what) ": " (e.to_string()) } }

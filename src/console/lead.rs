@@ -134,13 +134,18 @@ fn record(d: &Decision) -> Markup {
     }
 }
 
-fn context(c: &Console, ctx: &LeadContext) -> Markup {
-    let rule = c
-        .engine
-        .segments()
+/// The segment rule that matched: the kept decision's, else the rules applied again to the
+/// stored lead and probability (the same inputs give the same first match).
+fn context(c: &Console, ctx: &LeadContext, kept: Option<&Decision>) -> Markup {
+    let rules = c.engine.segments();
+    let name = kept.map_or_else(
+        || rules.classify(&ctx.lead, ctx.probability).rule,
+        |d| d.segment.rule.clone(),
+    );
+    let rule = rules
         .rules
         .iter()
-        .find(|r| r.segment == ctx.segment)
+        .find(|r| r.name == name)
         .and_then(|r| serde_json::to_string(r).ok());
     let mut attrs: Vec<(&String, &AttrValue)> = ctx.lead.attributes.iter().collect();
     attrs.sort_by(|a, b| a.0.cmp(b.0));
@@ -228,7 +233,7 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                         @if let Some(t) = a.closed_at_ms { dt { "closed" } dd { (when(t)) } }
                     },
                 }
-                @if let Some(x) = &ctx { (context(c, x)) }
+                @if let Some(x) = &ctx { (context(c, x, kept.as_ref())) }
             }
             section {
                 h2 { "Score and factors" }
@@ -239,7 +244,6 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                     }
                     _ => p.muted { "The model that scored this lead is no longer live; its factors cannot be recomputed." },
                 }
-                @if let Some(d) = &kept { p.muted { "segment rule: " (d.segment.rule) } }
             }
         }
         section {

@@ -5,7 +5,7 @@ use maud::{Markup, html};
 
 use super::Console;
 use super::charts;
-use super::layout::{failed, num, when};
+use super::layout::{failed, num, start_back, when};
 use crate::domain::drift::PSI_ALERT;
 use crate::domain::report::{By, Period};
 use crate::engine::ReportQuery;
@@ -14,10 +14,7 @@ pub async fn build(c: &Console) -> (Markup, Markup) {
     let e = &c.engine;
     let today = e.report_today();
     // Closed leads of the last four quarters, banded by probability.
-    let mut from = Period::Quarter.bounds(today).0;
-    for _ in 0..3 {
-        from = Period::Quarter.bounds(from - 1).0;
-    }
+    let from = start_back(Period::Quarter, today, 3);
     let closed = e
         .performance(&ReportQuery {
             period: Period::Quarter,

@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use maud::{Markup, html};
 
 use super::Console;
-use super::layout::{ago, failed, num, when};
-use crate::store::{ListItem, ListQuery, Listed};
+use super::layout::{ago, failed, num, urlencode, when};
+use crate::store::ListItem;
 
-/// Queued leads read per pool at most (the same bound as the queue gauges).
-const MAX_READ: usize = 100_000;
 /// Leads listed per pool with their place.
 const SHOWN: usize = 50;
 
@@ -36,47 +34,28 @@ struct PoolQueue {
 }
 
 async fn read(c: &Console, pool: &str) -> crate::error::Result<PoolQueue> {
-    const PAGE: usize = 1000;
-    let mut q = PoolQueue {
-        pool: pool.to_string(),
-        total: Depth::default(),
-        segments: BTreeMap::new(),
-        first: Vec::new(),
-        capped: false,
-    };
-    let mut offset = 0;
-    loop {
-        let page = c
-            .engine
-            .store()
-            .list(&ListQuery {
-                pool: pool.to_string(),
-                rep_id: None,
-                states: vec![Listed::Queued],
-                offset,
-                limit: PAGE,
-            })
-            .await?;
-        for item in page.items {
+    let (mut total, mut segments, mut first) = (Depth::default(), BTreeMap::new(), Vec::new());
+    let capped = c
+        .engine
+        .each_queued(pool, |item| {
             let a = &item.assignment;
-            q.total.add(a.assigned_at_ms);
-            q.segments
+            total.add(a.assigned_at_ms);
+            segments
                 .entry(a.segment.clone())
-                .or_default()
+                .or_insert_with(Depth::default)
                 .add(a.assigned_at_ms);
-            if q.first.len() < SHOWN {
-                q.first.push(item);
+            if first.len() < SHOWN {
+                first.push(item.clone());
             }
-        }
-        offset += PAGE;
-        if !page.more {
-            return Ok(q);
-        }
-        if offset >= MAX_READ {
-            q.capped = true;
-            return Ok(q);
-        }
-    }
+        })
+        .await?;
+    Ok(PoolQueue {
+        pool: pool.to_string(),
+        total,
+        segments,
+        first,
+        capped,
+    })
 }
 
 pub async fn build(c: &Console, _q: &HashMap<String, String>) -> (Markup, Markup) {
@@ -154,11 +133,4 @@ pub async fn build(c: &Console, _q: &HashMap<String, String>) -> (Markup, Markup
         }
     };
     (html! {}, board)
-}
-
-/// A value for a query string.
-pub fn urlencode(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)])
-        .map(|v| v.trim_start_matches('=').to_string())
-        .unwrap_or_default()
 }

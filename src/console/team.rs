@@ -22,7 +22,7 @@ pub fn period_of(q: &HashMap<String, String>) -> Period {
 pub fn day_of(c: &Console, q: &HashMap<String, String>) -> (i32, String) {
     let at = q.get("at").map(|s| s.trim()).filter(|s| !s.is_empty());
     match at.and_then(|s| c.engine.parse_report_day("at", s).ok().map(|d| (d, s))) {
-        Some((day, s)) => (day, format!("&at={}", super::queue::urlencode(s))),
+        Some((day, s)) => (day, format!("&at={}", super::layout::urlencode(s))),
         None => (c.engine.report_today(), String::new()),
     }
 }
@@ -156,10 +156,11 @@ pub async fn build(c: &Console, q: &HashMap<String, String>) -> (Markup, Markup)
                                 td { (bar(f64::from(s.load), f64::from(s.effective_capacity))) }
                                 td.n { span data-k="load" { (s.load) } " / " span data-k="capacity" { (s.effective_capacity) } }
                                 td {
-                                    @for (name, used, of) in quotas(s) {
-                                        div { span.muted { (name) " " } (used) " / " (of) " " (bar(f64::from(used), f64::from(of))) }
+                                    @let q = quotas(s);
+                                    @for (name, used, of) in &q {
+                                        div { span.muted { (name) " " } (used) " / " (of) " " (bar(f64::from(*used), f64::from(*of))) }
                                     }
-                                    @if quotas(s).is_empty() { span.muted { "none" } }
+                                    @if q.is_empty() { span.muted { "none" } }
                                 }
                                 td.n data-k="breaches" { (breaches.get(&s.rep.id).copied().unwrap_or(0.0)) }
                                 td.n data-k="assigned" { (row.map_or(0.0, |r| r.assigned)) }

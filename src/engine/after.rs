@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use crate::domain::assignment::Assignment;
 use crate::domain::lead::{validate_id, validate_pool};
 use crate::error::{Error, Result};
-use crate::store::{DueKind, ListPage, ListQuery, Listed, Release, Released};
+use crate::store::{DueKind, ListItem, ListPage, ListQuery, Listed, Release, Released};
 
 use super::Engine;
 
@@ -13,6 +13,10 @@ const DUE_BATCH: usize = 256;
 
 /// Longest reason a rep may give when declining.
 const MAX_REASON: usize = 512;
+
+/// Most queued leads one reading visits per pool (the queue gauges, the stale-queue count, the
+/// console's queue board): bounded so a huge queue cannot stall a scrape, a report or a page.
+pub const MAX_QUEUE_READ: usize = 100_000;
 
 impl Engine {
     pub async fn accept(&self, lead_id: &str, rep_id: &str) -> Result<Assignment> {
@@ -90,6 +94,31 @@ impl Engine {
             limit,
         };
         self.store().list(&q).await
+    }
+
+    /// Calls `f` on each queued lead of `pool`, in queue order, at most `MAX_QUEUE_READ` of
+    /// them; true when it stopped at that bound with more left.
+    pub async fn each_queued(&self, pool: &str, mut f: impl FnMut(&ListItem)) -> Result<bool> {
+        const PAGE: usize = 1000;
+        let mut offset = 0;
+        loop {
+            let q = ListQuery {
+                pool: pool.to_string(),
+                rep_id: None,
+                states: vec![Listed::Queued],
+                offset,
+                limit: PAGE,
+            };
+            let page = self.store().list(&q).await?;
+            page.items.iter().for_each(&mut f);
+            offset += PAGE;
+            if !page.more {
+                return Ok(false);
+            }
+            if offset >= MAX_QUEUE_READ {
+                return Ok(true);
+            }
+        }
     }
 
     /// Expires due offers and flags (or reassigns) due SLA breaches in `pool`; returns the

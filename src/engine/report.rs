@@ -12,7 +12,6 @@ use crate::domain::report::{self, Band, By, ForecastRow, FunnelRow, PerformanceR
 use crate::domain::target::{self, Progress, Scope, Target, TargetMetric};
 use crate::error::{Error, Result};
 use crate::store::ledger::report_day;
-use crate::store::{ListQuery, Listed};
 
 use super::Engine;
 
@@ -149,9 +148,6 @@ impl Engine {
     /// Leads queued longer than `report.stale_queue_s`, per group (queued leads have no rep:
     /// grouped by rep they count under "").
     async fn stale_queued(&self, q: &ReportQuery) -> Result<BTreeMap<String, f64>> {
-        const PAGE: usize = 1000;
-        // The queue is read, not counted: bounded so a huge queue cannot stall a report.
-        const MAX_READ: usize = 100_000;
         let cutoff = self.now().as_millisecond() - self.parts.report.stale_queue_ms;
         let mut out = BTreeMap::new();
         let pools = match &q.pool {
@@ -159,35 +155,18 @@ impl Engine {
             None => self.parts.store.pools().await?,
         };
         for pool in pools {
-            let mut offset = 0;
-            while offset < MAX_READ {
-                let page = self
-                    .parts
-                    .store
-                    .list(&ListQuery {
-                        pool: pool.clone(),
-                        rep_id: None,
-                        states: vec![Listed::Queued],
-                        offset,
-                        limit: PAGE,
-                    })
-                    .await?;
-                for item in &page.items {
-                    if item.assignment.assigned_at_ms <= cutoff {
-                        let key = match q.by {
-                            By::Rep => String::new(),
-                            By::Pool => pool.clone(),
-                            By::Segment => item.assignment.segment.clone(),
-                            By::Team => "all".into(),
-                        };
-                        *out.entry(key).or_insert(0.0) += 1.0;
-                    }
+            self.each_queued(&pool, |item| {
+                if item.assignment.assigned_at_ms <= cutoff {
+                    let key = match q.by {
+                        By::Rep => String::new(),
+                        By::Pool => pool.clone(),
+                        By::Segment => item.assignment.segment.clone(),
+                        By::Team => "all".into(),
+                    };
+                    *out.entry(key).or_insert(0.0) += 1.0;
                 }
-                if !page.more {
-                    break;
-                }
-                offset += PAGE;
-            }
+            })
+            .await?;
         }
         Ok(out)
     }

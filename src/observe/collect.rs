@@ -7,11 +7,6 @@ use std::fmt::Write;
 use metrics_exporter_prometheus::formatting::sanitize_label_value;
 
 use crate::engine::Engine;
-use crate::store::{ListQuery, Listed};
-
-/// Queued leads read per pool at most, for depth and oldest wait: bounded so a huge queue
-/// cannot stall a scrape (the depth then reads as this bound).
-const MAX_QUEUE_READ: usize = 100_000;
 
 /// One gauge family: HELP, TYPE and its samples.
 struct Family<'a> {
@@ -55,34 +50,18 @@ fn number(v: f64) -> String {
     }
 }
 
-/// Per pool: (depth, oldest queued-at ms).
+/// Per pool: (depth, oldest queued-at ms). A read that fails keeps what it counted.
 async fn queues(engine: &Engine, pools: &[String]) -> BTreeMap<String, (usize, Option<i64>)> {
-    const PAGE: usize = 1000;
     let mut out = BTreeMap::new();
     for pool in pools {
         let (mut depth, mut oldest) = (0usize, None::<i64>);
-        let mut offset = 0;
-        while offset < MAX_QUEUE_READ {
-            let q = ListQuery {
-                pool: pool.clone(),
-                rep_id: None,
-                states: vec![Listed::Queued],
-                offset,
-                limit: PAGE,
-            };
-            let Ok(page) = engine.store().list(&q).await else {
-                break;
-            };
-            depth += page.items.len();
-            for i in &page.items {
+        let _ = engine
+            .each_queued(pool, |i| {
+                depth += 1;
                 let at = i.assignment.assigned_at_ms;
                 oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            }
-            if !page.more {
-                break;
-            }
-            offset += PAGE;
-        }
+            })
+            .await;
         out.insert(pool.clone(), (depth, oldest));
     }
     out

@@ -140,7 +140,7 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
     }
     // Six places, eight leads: six assigned, two queued; then three closed (two won), which
     // lets the two queued leads through.
-    let mut routed = HashMap::new();
+    let mut statuses = Vec::new();
     for i in 0..8 {
         let id = format!("c{i}");
         let lead = if i % 2 == 0 {
@@ -148,22 +148,13 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
         } else {
             poor_lead(&id)
         };
-        let d = app
-            .leads()
-            .submit_lead(keyed(
-                pb::SubmitLeadRequest {
-                    lead: Some(lead),
-                    ..Default::default()
-                },
-                &admin_key,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .decision
-            .unwrap();
-        routed.insert(id, d);
+        statuses.push(status_of(&submit_keyed(&app, lead, &admin_key).await));
     }
+    let queued = statuses
+        .iter()
+        .filter(|s| **s == pb::RoutingStatus::Queued)
+        .count();
+    assert_eq!((statuses.len() - queued, queued), (6, 2), "{statuses:?}");
     for (id, outcome) in [
         ("c0", pb::Outcome::Won),
         ("c1", pb::Outcome::Won),
@@ -234,18 +225,6 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
     let mut b = Browser::start(&format!("http://{admin}"), &crm_key);
     let login = b.step("login");
     assert!(text(&login["login_url"]).contains("/ui/login"), "{login}");
-    let reps_api = |app: &TestApp| {
-        let ch = app.reps();
-        let key = crm_key.clone();
-        async move {
-            let mut ch = ch;
-            ch.list_reps(keyed(pb::ListRepsRequest::default(), &key))
-                .await
-                .unwrap()
-                .into_inner()
-                .reps
-        }
-    };
     let team = b.step("team");
     let perf = app
         .reports()
@@ -262,7 +241,7 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
         .await
         .unwrap()
         .into_inner();
-    let listed = reps_api(&app).await;
+    let listed = list_reps(&app, &crm_key).await;
     assert_eq!(listed.len(), 3);
     for r in &listed {
         let id = &r.rep.as_ref().unwrap().id;
@@ -282,20 +261,7 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
     // A new assignment shows on the open page without a reload, within a second.
     b.send(serde_json::json!({ "lead": "live-1" }));
     b.step("waiting");
-    let d = app
-        .leads()
-        .submit_lead(keyed(
-            pb::SubmitLeadRequest {
-                lead: Some(good_lead("live-1")),
-                ..Default::default()
-            },
-            &admin_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .decision
-        .unwrap();
+    let d = submit_keyed(&app, good_lead("live-1"), &admin_key).await;
     let chosen = rep_of(&d);
     assert!(!chosen.is_empty(), "a place was free: {d:?}");
     let live = b.step("live");
@@ -303,7 +269,7 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
     assert!(live["event_ms"].as_f64().unwrap() < 1000.0, "{live}");
     assert!(live["board_ms"].as_f64().unwrap() < 2000.0, "{live}");
     assert_eq!(text(&live["kind"]), "assigned");
-    for r in reps_api(&app).await {
+    for r in list_reps(&app, &crm_key).await {
         let id = &r.rep.as_ref().unwrap().id;
         assert_eq!(
             number(&live["reps"][id]["load"]),
@@ -381,7 +347,23 @@ async fn the_console_shows_what_the_api_says_live_in_a_real_browser() {
         "console errors in the browser"
     );
     assert!(b.child.wait().unwrap().success());
-    assert_eq!(routed.len(), 8);
+}
+
+async fn submit_keyed(app: &TestApp, lead: pb::Lead, key: &str) -> pb::DecisionRecord {
+    let msg = pb::SubmitLeadRequest {
+        lead: Some(lead),
+        ..Default::default()
+    };
+    let answer = app.leads().submit_lead(keyed(msg, key)).await.unwrap();
+    answer.into_inner().decision.unwrap()
+}
+
+async fn list_reps(app: &TestApp, key: &str) -> Vec<pb::RepStatus> {
+    let answer = app
+        .reps()
+        .list_reps(keyed(pb::ListRepsRequest::default(), key))
+        .await;
+    answer.unwrap().into_inner().reps
 }
 
 fn live_version(app: &TestApp) -> String {
